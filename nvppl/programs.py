@@ -28,7 +28,8 @@ from . import likelihood
 from .kernels import docking, emission, migration
 from .traces import lifetime_bin_edges
 
-__all__ = ["life_cycle", "trace_model", "LifeState", "StepRecord", "CAUSE_CODES", "default_capacity"]
+__all__ = ["life_cycle", "trace_model", "LifeState", "StepRecord", "CAUSE_CODES", "default_capacity",
+           "ModelKey"]
 
 #: Death-cause codes used in step records (0 = still alive).
 CAUSE_CODES = {"alive": 0, "expired": 1, "absorbed": 2, "depleted": 3, "sink": 4}
@@ -70,6 +71,24 @@ class _Stats(NamedTuple):
     hist: jax.Array        # (K, B)
     path: jax.Array        # (K,)
     count: jax.Array       # (K,)
+
+
+class ModelKey:
+    """Cache key of a model: models with the same specification (substrate,
+    options, priors) share compiled programs."""
+
+    def __init__(self, model):
+        self.model = model
+        try:
+            self.text = model.to_json()
+        except ValueError:  # a prior that cannot be serialised: key on identity
+            self.text = f"id:{id(model)}"
+
+    def __hash__(self):
+        return hash(self.text)
+
+    def __eq__(self, other):
+        return isinstance(other, ModelKey) and self.text == other.text
 
 
 def default_capacity(model, params, features, n_steps: int) -> int:

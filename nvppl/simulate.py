@@ -10,7 +10,7 @@ from numpyro import handlers
 
 from ._keys import as_jax_key
 from .errors import CapacityError
-from .programs import default_capacity, life_cycle
+from .programs import ModelKey, default_capacity, life_cycle
 from .traces import Traces
 
 __all__ = ["simulate", "BACKENDS"]
@@ -45,10 +45,14 @@ def model_features(model, covariates, n_runs: int, n_steps: int) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(F, shapes[4]))
 
 
-@functools.lru_cache(maxsize=32)
 def _sampler(model, n_steps: int, capacity: int):
-    def run(key, F, params):
-        final, records = handlers.seed(life_cycle, key)(model, F, n_steps, capacity, params)
+    return _cached_sampler(ModelKey(model), n_steps, capacity)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_sampler(key, n_steps: int, capacity: int):
+    def run(rng, F, params):
+        final, records = handlers.seed(life_cycle, rng)(key.model, F, n_steps, capacity, params)
         return final.overflow_step, records
 
     return jax.jit(run)

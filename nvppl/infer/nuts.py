@@ -1,0 +1,144 @@
+"""NUTS on fully observed traces.
+
+The likelihood program :func:`nvppl.programs.trace_model` is evaluated on
+sufficient statistics, so once they are built the cost of a gradient does not
+grow with the number of vesicle-steps (except for the per-step terms of tilted
+migration and content-dependent docking).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import Predictive
+
+from .._keys import as_jax_key
+from ..errors import CapacityError
+from ..likelihood import needs_rows, vesicle_log_likelihood
+from ..params import PARAM_FIELDS, Params
+from ..programs import default_capacity, life_cycle
+from ..suffstats import features_for, trace_data
+from ..traces import Traces
+from ._hmc import NUTSSettings, run_chains
+
+__all__ = ["fit_nuts", "strip_rows", "pointwise_log_likelihood", "posterior_predictive_stats"]
+
+#: Above this many (draw, vesicle) values the pointwise log-likelihood is skipped with a warning.
+MAX_POINTWISE = 100_000_000
+PPC_STATS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
+
+
+def strip_rows(data, model):
+    """Drop the per-step arrays that the likelihood of ``model`` does not use."""
+    if needs_rows(model):
+        return data
+    empty = {k: np.zeros((0,) + v.shape[1:], v.dtype) for k, v in data._asdict().items()
+             if k.startswith("r_") or k.startswith("v_")}
+    return data._replace(F=np.zeros((0, 0, 0, 0)), **empty)
+
+
+def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
+             key=0, progress_bar: bool = True, chain_method: str | None = None, log_likelihood: bool = True,
+             posterior_predictive: bool = True, num_ppc: int = 100, target_accept_prob: float = 0.8,
+             max_tree_depth: int = 10, thinning: int = 1, ppc_capacity: int | None = None):
+    """NUTS on fully observed traces; see :func:`nvppl.infer.fit`."""
+    from .fit import Fit
+
+    if not isinstance(traces, Traces):
+        raise TypeError(f"method='nuts' fits fully observed Traces, got {type(traces).__name__}")
+    if not model.inferred:
+        raise ValueError("the model has no inferred parameter: every field is fixed")
+    for name, val in (("num_samples", num_samples), ("num_warmup", num_warmup), ("num_chains", num_chains)):
+        if not isinstance(val, int) or val < (0 if name == "num_warmup" else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'num_warmup' else 'positive'} "
+                             f"integer, got {val!r}")
+    rng = as_jax_key(key)
+    k_mcmc, k_ppc = jax.random.split(rng)
+    data = trace_data(model, traces)
+    settings = NUTSSettings(num_warmup, num_samples, thinning, float(target_accept_prob), int(max_tree_depth))
+    sites, info, valid = run_chains(model, strip_rows(data, model), k_mcmc, num_chains, settings,
+                                    chain_method or "auto", progress_bar)
+    if not valid.all():
+        bad = np.flatnonzero(~valid).tolist()
+        raise RuntimeError(f"chain(s) {bad} found no initial point with a finite log-density; the data may be "
+                           "impossible under the model's fixed parameters (e.g. an absorption at a node with "
+                           "a = 0, or a move where T is 0)")
+    posterior = {k: sites[k] for k in model.inferred}
+    sample_stats = {
+        "lp": -info.potential_energy, "energy": info.energy, "diverging": info.diverging,
+        "acceptance_rate": info.accept_prob, "step_size": info.step_size,
+        "n_steps": info.num_steps, "tree_depth": np.log2(info.num_steps + 1).astype(np.int64),
+    }
+    loglik = pointwise_log_likelihood(model, data, posterior) if log_likelihood else None
+    ppc = None
+    if posterior_predictive:
+        ppc = posterior_predictive_stats(model, traces, sites, num_ppc, k_ppc, ppc_capacity)
+    observed = traces.summary_statistics()
+    from ..diagnostics import to_inference_data
+
+    idata = to_inference_data(model, posterior, sample_stats, loglik, ppc, observed,
+                              attrs={"method": "nuts", "n_vesicle_steps": len(traces),
+                                     "n_vesicles": traces.n_vesicles})
+    return Fit(idata, model, "nuts")
+
+
+def params_from_draws(model, draws: dict, index=...) -> Params:
+    """Params from posterior draws (arrays with leading sample axes), fixed fields
+    broadcast to match."""
+    values = {}
+    lead = None
+    for name in PARAM_FIELDS:
+        if model.field_shape(name) is None:
+            continue
+        if name in draws:
+            values[name] = np.asarray(draws[name])[index]
+            lead = values[name].shape[: values[name].ndim - len(model.field_shape(name))]
+    for name in PARAM_FIELDS:
+        if model.field_shape(name) is not None and name not in values:
+            values[name] = np.broadcast_to(model.fixed[name], tuple(lead or ()) + model.field_shape(name))
+    return Params(**values)
+
+
+def pointwise_log_likelihood(model, data, posterior: dict, batch_size: int = 64):
+    """Per-vesicle log-likelihood for every draw, ``(chain, draw, vesicle)``, or
+    ``None`` (with a warning) when it would exceed :data:`MAX_POINTWISE` values."""
+    chains, draws = next(iter(posterior.values())).shape[:2]
+    N = data.n_vesicles
+    if chains * draws * N > MAX_POINTWISE:
+        warnings.warn(f"the pointwise log-likelihood would hold {chains * draws * N:,} values; it was not "
+                      "computed (pass fewer draws, thinning, or log_likelihood=False to silence this)",
+                      stacklevel=3)
+        return None
+    flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()}
+    params = params_from_draws(model, flat)
+    fn = jax.jit(lambda p: vesicle_log_likelihood(p, data, model))
+    out = jax.lax.map(fn, jax.tree.map(jnp.asarray, params), batch_size=batch_size)
+    return np.asarray(out).reshape(chains, draws, N)
+
+
+def posterior_predictive_stats(model, traces: Traces, sites: dict, num_ppc: int, key, capacity=None) -> dict:
+    """Summary statistics of traces simulated from ``num_ppc`` posterior draws per
+    chain (evenly spaced), with the traces' covariates, steps and runs; shapes
+    ``(chain, num_ppc, ...)``."""
+    chains, draws = next(iter(sites.values())).shape[:2]
+    k = min(num_ppc, draws)
+    pick = np.unique(np.linspace(0, draws - 1, k).round().astype(int))
+    F = features_for(model, traces)
+    sub_sites = {name: np.asarray(v)[:, pick].reshape((chains * len(pick),) + v.shape[2:])
+                 for name, v in sites.items() if name != "T"}
+    if capacity is None:
+        full = params_from_draws(model, {n: np.asarray(sites[n])[:, pick].reshape((-1,) + sites[n].shape[2:])
+                                         for n in model.inferred})
+        capacity = max(default_capacity(model, jax.tree.map(lambda x: x[i], full), F, traces.n_steps)
+                       for i in range(chains * len(pick)))
+    predictive = Predictive(life_cycle, posterior_samples=sub_sites, return_sites=list(PPC_STATS) + ["overflow_step"],
+                            parallel=False)
+    out = predictive(key, model, F, traces.n_steps, int(capacity))
+    over = np.asarray(out["overflow_step"])
+    if (over >= 0).any():
+        raise CapacityError(f"a posterior draw produced more than {capacity} vesicles at once in its "
+                            f"predictive simulation; pass ppc_capacity={2 * capacity} (nothing was truncated)")
+    return {name: np.asarray(out[name]).reshape((chains, len(pick)) + out[name].shape[1:]) for name in PPC_STATS}
