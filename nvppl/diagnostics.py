@@ -23,6 +23,17 @@ PPC_STATISTICS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
 
 # ----------------------------------------------------------------- ArviZ
+def arviz():
+    """Import ArviZ, silencing the FutureWarning it prints about its 1.x refactor
+    (nvppl targets the 0.23 line and keeps the migration behind this module)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        import arviz as az
+    return az
+
+
 def _coords_dims(model, n_vesicles=None):
     sub = model.substrate
     p = model.covariate_dim
@@ -66,7 +77,7 @@ def to_inference_data(model, posterior: dict, sample_stats: dict | None = None, 
     attrs : dict, optional
         Attributes stored on the posterior group.
     """
-    import arviz as az
+    az = arviz()
 
     coords, dims = _coords_dims(model)
     for stats in (observed, posterior_predictive):
@@ -355,7 +366,7 @@ def _az_plot(kind, fit, path, var_names):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import arviz as az
+    az = arviz()
 
     names = list(var_names or [n for n in fit.model.inferred if n in fit.idata.posterior])
     axes = getattr(az, kind)(fit.idata, var_names=names, compact=True) if kind == "plot_trace" \

@@ -311,8 +311,7 @@ class VesicleModel:
         ----------
         key : int or jax key
         """
-        fn = numpyro.handlers.seed(self.param_sites, as_jax_key(key))
-        return fn().to_numpy()
+        return _prior_sampler(self)(as_jax_key(key)).to_numpy()
 
     def param_sites(self) -> Params:
         """Inside a NumPyro program: declare a sample site per inferred field
@@ -453,6 +452,15 @@ class VesicleModel:
                 f"lifetime={self.lifetime!r}, emission_link={self.emission_link!r}, "
                 f"covariate_dim={self.covariate_dim}, tilt={self.tilt}, "
                 f"inferred={list(self.inferred)}, substrate={self.substrate!r})")
+
+
+def _prior_sampler(model):
+    """A compiled prior sampler, cached on the model."""
+    fn = model.__dict__.get("_prior_fn")
+    if fn is None:
+        fn = jax.jit(lambda key: numpyro.handlers.seed(model.param_sites, key)())
+        model.__dict__["_prior_fn"] = fn
+    return fn
 
 
 class _RowDirichlet:

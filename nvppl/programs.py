@@ -98,9 +98,12 @@ def default_capacity(model, params, features, n_steps: int) -> int:
     decay alone: absorption, docking and sinks only remove more), plus eight
     Poisson standard deviations and a margin; rounded up to a multiple of 64.
     """
-    X = np.asarray(emission.design_matrix(jnp.asarray(features)))  # (R, T, n, dx)
-    lam = np.asarray(emission.emission_rate(X, jnp.asarray(params.u), jnp.asarray(params.r_max),
-                                            model.emission_link))
+    F = np.asarray(features, dtype=np.float64)
+    z = np.asarray(params.u)[:, 0] + np.einsum("rtnp,kp->rtnk", F, np.asarray(params.u)[:, 1:])
+    if model.emission_link == "sigmoid":
+        lam = np.asarray(params.r_max) / (1.0 + np.exp(-z))
+    else:
+        lam = np.exp(z)
     births = lam.sum(axis=2).max(axis=0)  # (T, K) worst run
     ages = np.arange(n_steps)
     if model.lifetime == "geometric":
@@ -109,7 +112,6 @@ def default_capacity(model, params, features, n_steps: int) -> int:
         from scipy.special import gammaincc
 
         surv = gammaincc(np.asarray(params.shape)[None, :], np.asarray(params.rate)[None, :] * ages[:, None])
-    mean = np.zeros(len(births[0]))
     peak = 0.0
     for t in range(n_steps):
         mean_t = (births[: t + 1][::-1] * surv[: t + 1]).sum(0)

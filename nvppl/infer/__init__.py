@@ -29,11 +29,13 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     num_samples, num_warmup : int, default 1000
         Draws kept and warm-up iterations per chain.
     num_chains : int, default 4
-        Chains; run in parallel when there is a host device per chain
-        (nvppl exposes one per CPU core), otherwise vectorised.
+        Chains. By default they run one after the other when the likelihood is
+        evaluated on sufficient statistics (compilation dominates), and in
+        parallel over host devices (nvppl exposes one per CPU core) when it runs
+        over many vesicle-steps.
     key : int or jax key, default 0
     progress_bar : bool, default True
-    chain_method : {"parallel", "sequential", "vectorized"}, optional
+    chain_method : {"auto", "parallel", "sequential", "vectorized"}, optional
     log_likelihood : bool, default True
         Compute the per-vesicle log-likelihood of every draw (for LOO).
     posterior_predictive : bool, default True
@@ -42,6 +44,8 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     target_accept_prob : float, default 0.8
     max_tree_depth : int, default 10
     thinning : int, default 1
+    ppc_capacity : int, optional
+        Vesicle capacity of the posterior predictive simulations.
 
     Returns
     -------

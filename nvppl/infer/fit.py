@@ -12,6 +12,12 @@ __all__ = ["Fit", "load_fit"]
 MODEL_ATTR = "nvppl_model"
 
 
+def _arviz():
+    from ..diagnostics import arviz
+
+    return arviz()
+
+
 class Fit:
     """A fitted vesicle model.
 
@@ -51,7 +57,7 @@ class Fit:
 
         Extra keyword arguments go to :func:`arviz.summary`.
         """
-        import arviz as az
+        az = _arviz()
 
         names = list(var_names or [n for n in self.model.inferred if n in self.idata.posterior])
         return az.summary(self.idata, var_names=names, **kwargs)
@@ -108,7 +114,7 @@ def load_fit(path) -> Fit:
     ValueError
         If the file does not hold an nvppl fit.
     """
-    import arviz as az
+    az = _arviz()
 
     idata = az.from_netcdf(str(path), engine="h5netcdf")
     attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}

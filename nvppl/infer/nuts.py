@@ -8,18 +8,19 @@ migration and content-dependent docking).
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import Predictive
+from numpyro import handlers
 
 from .._keys import as_jax_key
 from ..errors import CapacityError
 from ..likelihood import needs_rows, vesicle_log_likelihood
 from ..params import PARAM_FIELDS, Params
-from ..programs import default_capacity, life_cycle
+from ..programs import ModelKey, default_capacity, life_cycle
 from ..suffstats import features_for, trace_data
 from ..traces import Traces
 from ._hmc import NUTSSettings, run_chains
@@ -28,6 +29,8 @@ __all__ = ["fit_nuts", "strip_rows", "pointwise_log_likelihood", "posterior_pred
 
 #: Above this many (draw, vesicle) values the pointwise log-likelihood is skipped with a warning.
 MAX_POINTWISE = 100_000_000
+#: Per-step likelihoods over more vesicle-steps than this run chains in parallel by default.
+HEAVY_ROWS = 20_000
 PPC_STATS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
 
@@ -59,8 +62,9 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
     k_mcmc, k_ppc = jax.random.split(rng)
     data = trace_data(model, traces)
     settings = NUTSSettings(num_warmup, num_samples, thinning, float(target_accept_prob), int(max_tree_depth))
+    heavy = needs_rows(model) and len(traces) > HEAVY_ROWS
     sites, info, valid = run_chains(model, strip_rows(data, model), k_mcmc, num_chains, settings,
-                                    chain_method or "auto", progress_bar)
+                                    chain_method or "auto", progress_bar, heavy)
     if not valid.all():
         bad = np.flatnonzero(~valid).tolist()
         raise RuntimeError(f"chain(s) {bad} found no initial point with a finite log-density; the data may be "
@@ -114,9 +118,16 @@ def pointwise_log_likelihood(model, data, posterior: dict, batch_size: int = 64)
         return None
     flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()}
     params = params_from_draws(model, flat)
-    fn = jax.jit(lambda p: vesicle_log_likelihood(p, data, model))
-    out = jax.lax.map(fn, jax.tree.map(jnp.asarray, params), batch_size=batch_size)
+    out = _pointwise_program(ModelKey(model), batch_size)(jax.tree.map(jnp.asarray, params), data)
     return np.asarray(out).reshape(chains, draws, N)
+
+
+@functools.lru_cache(maxsize=16)
+def _pointwise_program(key, batch_size: int):
+    def run(params, data):
+        return jax.lax.map(lambda p: vesicle_log_likelihood(p, data, key.model), params, batch_size=batch_size)
+
+    return jax.jit(run)
 
 
 def posterior_predictive_stats(model, traces: Traces, sites: dict, num_ppc: int, key, capacity=None) -> dict:
@@ -124,21 +135,28 @@ def posterior_predictive_stats(model, traces: Traces, sites: dict, num_ppc: int,
     chain (evenly spaced), with the traces' covariates, steps and runs; shapes
     ``(chain, num_ppc, ...)``."""
     chains, draws = next(iter(sites.values())).shape[:2]
-    k = min(num_ppc, draws)
-    pick = np.unique(np.linspace(0, draws - 1, k).round().astype(int))
+    pick = np.unique(np.linspace(0, draws - 1, min(num_ppc, draws)).round().astype(int))
     F = features_for(model, traces)
-    sub_sites = {name: np.asarray(v)[:, pick].reshape((chains * len(pick),) + v.shape[2:])
-                 for name, v in sites.items() if name != "T"}
+    flat = {n: np.asarray(sites[n])[:, pick].reshape((-1,) + np.shape(sites[n])[2:]) for n in model.inferred}
+    params = params_from_draws(model, flat)
+    total = chains * len(pick)
     if capacity is None:
-        full = params_from_draws(model, {n: np.asarray(sites[n])[:, pick].reshape((-1,) + sites[n].shape[2:])
-                                         for n in model.inferred})
-        capacity = max(default_capacity(model, jax.tree.map(lambda x: x[i], full), F, traces.n_steps)
-                       for i in range(chains * len(pick)))
-    predictive = Predictive(life_cycle, posterior_samples=sub_sites, return_sites=list(PPC_STATS) + ["overflow_step"],
-                            parallel=False)
-    out = predictive(key, model, F, traces.n_steps, int(capacity))
+        capacity = max(default_capacity(model, jax.tree.map(lambda x: x[i], params), F, traces.n_steps)
+                       for i in range(total))
+    run = _ppc_program(ModelKey(model), traces.n_steps, int(capacity))
+    out = run(jax.random.split(key, total), jax.tree.map(jnp.asarray, params), jnp.asarray(F))
     over = np.asarray(out["overflow_step"])
     if (over >= 0).any():
         raise CapacityError(f"a posterior draw produced more than {capacity} vesicles at once in its "
                             f"predictive simulation; pass ppc_capacity={2 * capacity} (nothing was truncated)")
     return {name: np.asarray(out[name]).reshape((chains, len(pick)) + out[name].shape[1:]) for name in PPC_STATS}
+
+
+@functools.lru_cache(maxsize=16)
+def _ppc_program(key, n_steps: int, capacity: int):
+    def one(args, F):
+        rng, params = args
+        tr = handlers.trace(handlers.seed(life_cycle, rng)).get_trace(key.model, F, n_steps, capacity, params)
+        return {name: tr[name]["value"] for name in PPC_STATS + ("overflow_step",)}
+
+    return jax.jit(lambda keys, params, F: jax.lax.map(lambda a: one(a, F), (keys, params)))
