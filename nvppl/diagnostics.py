@@ -300,7 +300,7 @@ def sbc(model, n_sims: int = 200, n_steps: int = 50, n_runs: int = 1, num_sample
     import jax.numpy as jnp
 
     from .infer._hmc import NUTSSettings, compiled_nuts
-    from .infer.nuts import strip_rows
+    from .infer.nuts import likelihood_data
     from .simulate import simulate
     from .suffstats import trace_data
 
@@ -321,7 +321,7 @@ def sbc(model, n_sims: int = 200, n_steps: int = 50, n_runs: int = 1, num_sample
             truth = model.sample_params(k_prior)
             traces = simulate(model, truth, n_steps=n_steps, n_runs=n_runs, key=k_sim, covariates=covariates)
             truths.append(truth)
-            datas.append(strip_rows(trace_data(model, traces), model))
+            datas.append(likelihood_data(trace_data(model, traces), model))
             fit_keys.append(k_fit)
         stacked = jax.tree.map(lambda *x: np.stack(x), *datas)
         run = compiled_nuts(model, settings, stacked, mode="datasets")

@@ -97,9 +97,11 @@ def _row_absorb_decay(p, d, model):
 
 
 def row_log_likelihood(params, data, model):
-    """Log-likelihood of each vesicle-step row (migration, docking, absorption, decay)."""
-    return (_row_migration(params, data, model) + _row_docking(params, data, model)
-            + _row_absorb_decay(params, data, model))
+    """Log-likelihood of each vesicle-step row (migration, docking, absorption,
+    decay); zero on padding rows."""
+    total = (_row_migration(params, data, model) + _row_docking(params, data, model)
+             + _row_absorb_decay(params, data, model))
+    return jnp.where(data.r_mask > 0, total, 0.0)
 
 
 def vesicle_log_likelihood(params, data, model):
@@ -119,11 +121,12 @@ def log_likelihood_terms(params, data, model) -> dict:
     p = params
     terms = {"emission": _emission(p, data, model), "content": _content(p, data, model)}
     if model.tilted:
-        terms["migration"] = jnp.sum(_row_migration(p, data, model))
+        terms["migration"] = jnp.sum(jnp.where(data.r_mask > 0, _row_migration(p, data, model), 0.0))
     else:
-        terms["migration"] = jnp.sum(jax.scipy.special.xlogy(data.mig_counts, p.T))
+        moved = data.mig_counts > 0
+        terms["migration"] = jnp.sum(jnp.where(moved, data.mig_counts * jnp.log(jnp.where(moved, p.T, 1.0)), 0.0))
     if model.content_dependent_docking:
-        terms["docking"] = jnp.sum(_row_docking(p, data, model))
+        terms["docking"] = jnp.sum(jnp.where(data.r_mask > 0, _row_docking(p, data, model), 0.0))
     else:
         z = data.dk_X @ p.w.T  # (m, K)
         terms["docking"] = jnp.sum(data.dk_docks * log_sigmoid(z) + (data.dk_trials - data.dk_docks) * log_sigmoid(-z))

@@ -25,7 +25,7 @@ import numpy as np
 from ._trace_checks import ABSORBED, CENSORED, DEPLETED, EXPIRED, SINK
 from .errors import TraceError
 
-__all__ = ["TraceData", "trace_data", "features_for"]
+__all__ = ["TraceData", "trace_data", "features_for", "pad_rows"]
 
 
 class TraceData(NamedTuple):
@@ -67,6 +67,7 @@ class TraceData(NamedTuple):
     r_dc_trial: np.ndarray   # (S,) reached the decay stage
     r_expired: np.ndarray    # (S,)
     r_age: np.ndarray        # (S,) 1-based age of the step
+    r_mask: np.ndarray       # (S,) 1 for a real row, 0 for padding
     # per vesicle
     v_type: np.ndarray       # (N,)
     v_X: np.ndarray          # (N, d_x) design row at birth
@@ -217,5 +218,26 @@ def trace_data(model, traces) -> TraceData:
         r_vrow=i(vr), r_type=i(rtype), r_run=i(v["run"][vr]), r_step=i(rstep), r_from=i(s["node_from"]),
         r_slot=i(s["slot"]), r_to=i(s["node_to"]), r_docked=f(s["docked"]), r_ab_trial=f(ab_trial),
         r_absorbed=f(absorbed), r_dc_trial=f(dc_trial), r_expired=f(expired), r_age=i(age),
+        r_mask=np.ones(len(vr)),
         v_type=i(vtype), v_X=f(v_X), v_content=f(c), F=f(F),
     )
+
+
+def pad_rows(data: TraceData, multiple_of: int = 1024) -> TraceData:
+    """Pad the per-step and per-vesicle arrays to the next power of two (at least
+    ``multiple_of``) with masked rows, so that data sets of similar size share one
+    compiled likelihood. Padded rows have ``r_mask = 0`` and contribute nothing."""
+    def target(n):
+        return max(multiple_of, 1 << max(0, int(np.ceil(np.log2(max(n, 1))))))
+
+    S, N = len(data.r_mask), len(data.v_type)
+    tS, tN = target(S), target(N)
+    out = {}
+    for k, v in data._asdict().items():
+        if k.startswith("r_") and tS > S:
+            fill = 1 if k == "r_age" else 0
+            v = np.concatenate([v, np.full((tS - S,) + v.shape[1:], fill, v.dtype)])
+        elif k.startswith("v_") and tN > N:
+            v = np.concatenate([v, np.zeros((tN - N,) + v.shape[1:], v.dtype)])
+        out[k] = v
+    return TraceData(**out)

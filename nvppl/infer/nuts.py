@@ -21,11 +21,11 @@ from ..errors import CapacityError
 from ..likelihood import needs_rows, vesicle_log_likelihood
 from ..params import PARAM_FIELDS, Params
 from ..programs import ModelKey, default_capacity, life_cycle
-from ..suffstats import features_for, trace_data
+from ..suffstats import features_for, pad_rows, trace_data
 from ..traces import Traces
 from ._hmc import NUTSSettings, run_chains
 
-__all__ = ["fit_nuts", "strip_rows", "pointwise_log_likelihood", "posterior_predictive_stats"]
+__all__ = ["fit_nuts", "likelihood_data", "pointwise_log_likelihood", "posterior_predictive_stats"]
 
 #: Above this many (draw, vesicle) values the pointwise log-likelihood is skipped with a warning.
 MAX_POINTWISE = 100_000_000
@@ -34,10 +34,11 @@ HEAVY_ROWS = 20_000
 PPC_STATS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
 
-def strip_rows(data, model):
-    """Drop the per-step arrays that the likelihood of ``model`` does not use."""
+def likelihood_data(data, model):
+    """The data NUTS needs: per-step arrays padded (see :func:`nvppl.suffstats.pad_rows`)
+    when a term is evaluated per vesicle-step, dropped otherwise."""
     if needs_rows(model):
-        return data
+        return pad_rows(data)
     empty = {k: np.zeros((0,) + v.shape[1:], v.dtype) for k, v in data._asdict().items()
              if k.startswith("r_") or k.startswith("v_")}
     return data._replace(F=np.zeros((0, 0, 0, 0)), **empty)
@@ -63,7 +64,7 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
     data = trace_data(model, traces)
     settings = NUTSSettings(num_warmup, num_samples, thinning, float(target_accept_prob), int(max_tree_depth))
     heavy = needs_rows(model) and len(traces) > HEAVY_ROWS
-    sites, info, valid = run_chains(model, strip_rows(data, model), k_mcmc, num_chains, settings,
+    sites, info, valid = run_chains(model, likelihood_data(data, model), k_mcmc, num_chains, settings,
                                     chain_method or "auto", progress_bar, heavy)
     if not valid.all():
         bad = np.flatnonzero(~valid).tolist()
