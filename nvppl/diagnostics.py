@@ -147,7 +147,7 @@ def ppc(fit, traces=None, path=None) -> PPCResult:
     idata = fit.idata
     if "posterior_predictive" not in idata.groups():
         raise ValueError("the fit has no posterior_predictive group; fit with posterior_predictive=True")
-    observed = traces.summary_statistics() if traces is not None else {
+    observed = traces.summary_statistics(fit.model.n_types) if traces is not None else {
         k: idata.observed_data[k].values for k in PPC_STATISTICS}
     rows = []
     for name in PPC_STATISTICS:
@@ -185,10 +185,12 @@ def _ppc_figure(table, model):
             ax = axes[k, j]
             sel = table[(table.statistic == name) & (table.type == k)]
             x = np.arange(len(sel))
-            ax.fill_between(x, sel.q05, sel.q95, alpha=0.3, step="mid", label="90% predictive")
-            ax.plot(x, sel.predicted_mean, lw=1, label="predictive mean")
-            ax.plot(x, sel.observed, "k.", label="observed")
+            mean = sel.predicted_mean.to_numpy()
+            ax.errorbar(x, mean, yerr=[mean - sel.q05.to_numpy(), sel.q95.to_numpy() - mean], fmt="o",
+                        ms=3, capsize=2, color="C0", alpha=0.7, label="predictive mean, 90% interval")
+            ax.plot(x, sel.observed, "kx", label="observed")
             ax.set_title(f"type {k}: {titles[name]}", fontsize=9)
+            ax.set_xticks(x if len(x) <= 12 else x[:: max(len(x) // 12, 1)])
             if k == 0 and j == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()

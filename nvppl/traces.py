@@ -401,8 +401,14 @@ class Traces:
         return Observations(counts=y, docks=d, detection=detection, p_det=p_det, floor=floor)
 
     # ------------------------------------------------------ summary statistics
-    def summary_statistics(self) -> dict:
+    def summary_statistics(self, n_types: int | None = None) -> dict:
         """Posterior predictive summary statistics of these traces.
+
+        Parameters
+        ----------
+        n_types : int, optional
+            Number of types to report (default: the traces'); a model may have
+            types that never occur in the data.
 
         Returns
         -------
@@ -416,10 +422,12 @@ class Traces:
             vesicle (0 for a type without vesicles).
         """
         v, s = self._v, self._s
-        K, n = self.n_types, self.substrate.n_nodes
+        K, n = max(self.n_types, n_types or 0), self.substrate.n_nodes
         denom = self.n_runs * self.n_steps
-        occ = self.counts().sum((0, 1)).T / denom
-        docks = self.dock_counts().sum((0, 1)).T / denom
+        occ = np.zeros((K, n))
+        docks = np.zeros((K, n))
+        occ[: self.n_types] = self.counts().sum((0, 1)).T / denom
+        docks[: self.n_types] = self.dock_counts().sum((0, 1)).T / denom
         moves = np.bincount(s["vrow"], minlength=self.n_vesicles)
         away = np.bincount(s["vrow"], weights=(s["node_from"] != s["node_to"]).astype(float),
                            minlength=self.n_vesicles)

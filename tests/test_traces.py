@@ -287,7 +287,7 @@ def test_corruption_names_step(sub, case):
                    "reached for a repeated earlier step")
 def test_swapped_steps_reported_as_out_of_order(sub):
     """Two swapped step rows are reported as out of order, not as missing."""
-    err = _raise(sub, ("swap", _swap_rows, {}, None, "", False))
+    err = _raise(sub, ("swap", _swap_rows, {}, None, "step", False))
     assert "out of order" in str(err)
 
 
@@ -340,7 +340,7 @@ def test_columns_checked(sub, table, drop, add, match):
     ves, steps = tables()
     t = ves if table == "v" else steps
     if drop:
-        t.drop(columns=[drop], inplace=True)
+        del t[drop]
     if add:
         t[add] = 0.0
     with pytest.raises(nv.TraceError, match=match):
@@ -354,7 +354,7 @@ def test_covariates_checked(sub):
         build(sub, ves, steps, covariates=np.zeros((6, 3, 1)))
     F = np.zeros((2, 6, 4, 2))
     F[1, 3, 2, 1] = np.nan
-    with pytest.raises(nv.TraceError, match=r"covariate 1 at node 'c' is nan") as info:
+    with pytest.raises(nv.TraceError, match=r"covariate 1 at node 'c' is .*nan") as info:
         build(sub, ves, steps, covariates=F)
     assert (info.value.run, info.value.step) == (1, 3)
     F[1, 3, 2, 1] = 0.5
@@ -444,31 +444,65 @@ def direct_statistics(tr):
             "lifetime_hist": hist / safe[:, None], "path_length": away / safe}
 
 
+# ============================================== a small pool of simulated models
+SMALL_STEPS, SMALL_RUNS, CAPACITY = 12, 2, 128
+
+
+def _pool():
+    """A few small models (compiled once each) that differ in every data-format option."""
+    out = {}
+    G = nx.DiGraph([("in", "mid"), ("mid", "out"), ("mid", "side"), ("side", "in")])
+    s = nv.Substrate.from_networkx(G, allow_stay=False)
+    out["str_sink_countdown"] = nv.VesicleModel(s, n_types=2, content_dim=1, lifetime="countdown",
+                                                budget=[1, INF])
+    G = nx.cycle_graph([10, 20, 30])
+    for k, lab in enumerate(G):
+        G.nodes[lab]["h"] = float(k)
+    s = nv.Substrate.from_networkx(G, covariates=["h"])
+    out["cov_content2"] = nv.VesicleModel(s, n_types=2, content_dim=2, covariate_dim=1, budget=[3, 1])
+    s = nv.Substrate.from_networkx(nx.grid_2d_graph(2, 2))
+    out["tuple_countdown_cov"] = nv.VesicleModel(s, n_types=1, lifetime="countdown", sigma_tau=0.5,
+                                                 covariate_dim=2)
+    return out
+
+
+POOL = _pool()
+
+
+def _simulate(name, seed, x):
+    """Simulated traces for one pool model; x in (0, 1) varies the lifetimes."""
+    model = POOL[name]
+    p = model.default_params()
+    if model.lifetime == "geometric":
+        p = p.replace(delta=np.full(model.n_types, 0.05 + 0.6 * x))
+    else:
+        p = p.replace(rate=np.full(model.n_types, 0.1 + 2.0 * x))
+    F = None
+    if model.covariate_dim:
+        rng = np.random.default_rng(seed)
+        F = rng.normal(size=(SMALL_RUNS, SMALL_STEPS, model.n_nodes, model.covariate_dim))
+    return nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=seed, covariates=F,
+                       capacity=CAPACITY)
+
+
 # =========================================================== simulated traces
 @pytest.fixture(scope="module")
-def sim_model():
-    """Cycle of 5 nodes with stay, two types, one content dimension, type 0 with budget 2."""
-    s = nv.Substrate.from_networkx(nx.cycle_graph(5))
-    return nv.VesicleModel(s, n_types=2, content_dim=1, budget=[2, INF])
+def sim():
+    """Traces of the pool model on the cycle 10-20-30 (two types, budgets 3 and 1, content, covariates)."""
+    return _simulate("cov_content2", 3, 1 / 12)
 
 
 @pytest.fixture(scope="module")
-def sim(sim_model):
-    p = sim_model.default_params().replace(delta=np.array([0.1, 0.05]))
-    return nv.simulate(sim_model, p, n_steps=25, n_runs=2, key=3)
-
-
-@pytest.fixture(scope="module")
-def sim_b(sim_model):
-    p = sim_model.default_params().replace(delta=np.array([0.1, 0.05]))
-    return nv.simulate(sim_model, p, n_steps=25, n_runs=3, key=4)
+def sim_b():
+    """Second traces of the same model (same shapes: no new compilation)."""
+    return _simulate("cov_content2", 4, 1 / 12)
 
 
 def test_simulated_tables_round_trip(sim):
     """from_dataframes(traces.vesicles, traces.steps) returns identical tables."""
     assert set(sim.vesicles.death_cause) >= {"expired", "censored", "depleted"}
     back = nv.Traces.from_dataframes(sim.vesicles, sim.steps, sim.substrate, n_steps=sim.n_steps,
-                                     n_types=sim.n_types)
+                                     n_types=sim.n_types, covariates=sim.features)
     assert_frame_equal(back.vesicles, sim.vesicles)
     assert_frame_equal(back.steps, sim.steps)
     assert len(back) == len(sim) == len(sim.steps)
@@ -495,7 +529,7 @@ def test_simulated_teleport_rejected(sim):
     run, vid, rows = _long_vesicle(sim)
     steps = sim.steps.copy()
     k = rows.index[2]
-    steps.loc[k, "node_from"] = (steps.loc[k, "node_from"] + 2) % 5
+    steps.loc[k, "node_from"] = next(x for x in (10, 20, 30) if x != steps.loc[k, "node_from"])
     with pytest.raises(nv.TraceError, match="moves from node") as info:
         nv.Traces.from_dataframes(sim.vesicles, steps, sim.substrate, n_steps=sim.n_steps)
     assert (info.value.run, info.value.vesicle, info.value.step) == (run, vid, int(rows.step.iloc[2]))
@@ -536,7 +570,7 @@ def test_observe_exact(sim):
     obs = sim.observe(counts=True, docks=True, detection="exact")
     np.testing.assert_array_equal(obs.counts, sim.counts())
     np.testing.assert_array_equal(obs.docks, sim.dock_counts())
-    assert obs.shape == (2, 25, 5, 2) and obs.detection == "exact"
+    assert obs.shape == (2, SMALL_STEPS, 3, 2) and obs.detection == "exact"
     only_docks = sim.observe(counts=False, docks=True)
     assert only_docks.counts is None
     np.testing.assert_array_equal(only_docks.docks, sim.dock_counts())
@@ -589,13 +623,14 @@ def test_observe_errors(sim):
 def test_merge_offsets_runs(sim, sim_b):
     """merge appends the other runs after this one's, keeping every row."""
     m = sim.merge(sim_b)
-    assert (m.n_runs, m.n_steps, m.n_types) == (5, 25, 2)
+    assert (m.n_runs, m.n_steps, m.n_types) == (4, SMALL_STEPS, 2)
     want_v = pd.concat([sim.vesicles, sim_b.vesicles.assign(run=sim_b.vesicles.run + 2)], ignore_index=True)
     want_s = pd.concat([sim.steps, sim_b.steps.assign(run=sim_b.steps.run + 2)], ignore_index=True)
     assert_frame_equal(m.vesicles, want_v)
     assert_frame_equal(m.steps, want_s)
     np.testing.assert_array_equal(m.counts(), np.concatenate([sim.counts(), sim_b.counts()]))
-    assert m.covariates.shape == (5, 25, 5, 1)
+    np.testing.assert_array_equal(m.covariates, np.concatenate([sim.covariates, sim_b.covariates]))
+    assert m.covariates.shape == (4, SMALL_STEPS, 3, 2)
 
 
 def test_merge_refusals(sub, sim):
@@ -633,23 +668,23 @@ def test_from_netcdf_other_substrate(sim, tmp_path):
     """Reading with another graph, stay rule or labels is a TraceError."""
     path = tmp_path / "t.nc"
     sim.to_netcdf(path)
-    for other, match in [(nx.path_graph(5), "other edges"), (nx.cycle_graph(6), "nodes"),
-                         (nx.cycle_graph(range(1, 6)), "nodes")]:
+    for other, match in [(nx.path_graph([10, 20, 30]), "other edges"), (nx.cycle_graph([10, 20, 30, 40]), "nodes"),
+                         (nx.cycle_graph([10, 20, 31]), "nodes")]:
         with pytest.raises(nv.TraceError, match=match):
             nv.Traces.from_netcdf(path, nv.Substrate.from_networkx(other))
     with pytest.raises(nv.TraceError, match="other edges or another stay rule"):
-        nv.Traces.from_netcdf(path, nv.Substrate.from_networkx(nx.cycle_graph(5), allow_stay=False))
+        nv.Traces.from_netcdf(path, nv.Substrate.from_networkx(nx.cycle_graph([10, 20, 30]), allow_stay=False))
     sim.to_csv(tmp_path / "csv")
     with pytest.raises(nv.TraceError, match="other edges"):
-        nv.Traces.from_csv(tmp_path / "csv", nv.Substrate.from_networkx(nx.path_graph(5)))
+        nv.Traces.from_csv(tmp_path / "csv", nv.Substrate.from_networkx(nx.path_graph([10, 20, 30])))
 
 
 @pytest.mark.xfail(strict=True, reason="_trace_io._check_substrate compares labels as text, so traces written on "
-                   "int labels 0..4 load onto a graph labelled '0'..'4' and come back with string labels")
+                   "int labels 10, 20, 30 load onto a graph labelled '10', '20', '30' and come back with string labels")
 def test_from_netcdf_labels_of_another_type(sim, tmp_path):
     """Labels that only print the same (0 vs '0') are a different substrate."""
     sim.to_netcdf(tmp_path / "t.nc")
-    other = nv.Substrate.from_networkx(nx.cycle_graph([str(i) for i in range(5)]))
+    other = nv.Substrate.from_networkx(nx.cycle_graph(["10", "20", "30"]))
     with pytest.raises(nv.TraceError):
         nv.Traces.from_netcdf(tmp_path / "t.nc", other)
 
@@ -694,49 +729,18 @@ def test_csv_label_that_looks_missing(tmp_path):
     assert_frame_equal(back.steps, tr.steps)
 
 
-# ------------------------------------------------- property-based round trips
-SMALL_STEPS, SMALL_RUNS, CAPACITY = 6, 2, 64
+@pytest.mark.xfail(strict=True, reason="nv.simulate -> Traces.__init__: when no vesicle is emitted the content "
+                   "array is reshaped with reshape(0, -1) and a bare ValueError escapes instead of empty traces")
+def test_simulate_without_any_vesicle():
+    """A run in which nothing is emitted gives empty, valid traces."""
+    model = POOL["cov_content2"]
+    p = model.default_params().replace(u=np.array([[-60.0, 0.0], [-60.0, 0.0]]))
+    F = np.zeros((SMALL_RUNS, SMALL_STEPS, 3, 1))
+    tr = nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=0, covariates=F, capacity=CAPACITY)
+    assert tr.n_vesicles == 0 and tr.counts().sum() == 0
 
 
-def _pool():
-    """A few small models (compiled once each) that differ in every data-format option."""
-    out = {}
-    s = nv.Substrate.from_networkx(nx.path_graph(4))
-    out["int"] = nv.VesicleModel(s, n_types=1)
-    G = nx.DiGraph([("in", "mid"), ("mid", "out"), ("mid", "side"), ("side", "in")])
-    s = nv.Substrate.from_networkx(G, allow_stay=False)
-    out["str_sink_countdown"] = nv.VesicleModel(s, n_types=2, content_dim=1, lifetime="countdown",
-                                                budget=[1, INF])
-    G = nx.cycle_graph([10, 20, 30])
-    for k, lab in enumerate(G):
-        G.nodes[lab]["h"] = float(k)
-    s = nv.Substrate.from_networkx(G, covariates=["h"])
-    out["cov_content2"] = nv.VesicleModel(s, n_types=2, content_dim=2, covariate_dim=1, budget=[3, 1])
-    s = nv.Substrate.from_networkx(nx.grid_2d_graph(2, 2))
-    out["tuple_countdown_cov"] = nv.VesicleModel(s, n_types=1, lifetime="countdown", sigma_tau=0.5,
-                                                 covariate_dim=2)
-    return out
-
-
-POOL = _pool()
-
-
-def _simulate(name, seed, x):
-    """Simulated traces for one pool model; x in (0, 1) varies the lifetimes."""
-    model = POOL[name]
-    p = model.default_params()
-    if model.lifetime == "geometric":
-        p = p.replace(delta=np.full(model.n_types, 0.05 + 0.6 * x))
-    else:
-        p = p.replace(rate=np.full(model.n_types, 0.1 + 2.0 * x))
-    F = None
-    if model.covariate_dim:
-        rng = np.random.default_rng(seed)
-        F = rng.normal(size=(SMALL_RUNS, SMALL_STEPS, model.n_nodes, model.covariate_dim))
-    return nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=seed, covariates=F,
-                       capacity=CAPACITY)
-
-
+# ------------------------------------------------------------ property tests
 def _assert_same_traces(a, b):
     assert_frame_equal(a.vesicles, b.vesicles, check_exact=True)
     assert_frame_equal(a.steps, b.steps, check_exact=True)

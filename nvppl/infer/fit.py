@@ -55,12 +55,22 @@ class Fit:
     def summary(self, var_names=None, **kwargs):
         """``arviz.summary`` of the inferred parameters (a pandas DataFrame).
 
-        Extra keyword arguments go to :func:`arviz.summary`.
+        Entries of ``T`` fixed by the graph (padded slots, rows with a single
+        candidate) are constant and left out of the table. Extra keyword arguments
+        go to :func:`arviz.summary`.
         """
         az = _arviz()
 
+        import warnings
+
         names = list(var_names or [n for n in self.model.inferred if n in self.idata.posterior])
-        return az.summary(self.idata, var_names=names, **kwargs)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            table = az.summary(self.idata, var_names=names, **kwargs)
+        if "T" in names and "sd" in table.columns:
+            fixed = table.index.str.startswith("T[") & (table["sd"] == 0)
+            table = table[~fixed]
+        return table
 
     def posterior_mean(self) -> Params:
         """Posterior mean of every inferred field, fixed fields at their values.

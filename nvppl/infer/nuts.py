@@ -81,7 +81,7 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
     ppc = None
     if posterior_predictive:
         ppc = posterior_predictive_stats(model, traces, sites, num_ppc, k_ppc, ppc_capacity)
-    observed = traces.summary_statistics()
+    observed = traces.summary_statistics(model.n_types)
     from ..diagnostics import to_inference_data
 
     idata = to_inference_data(model, posterior, sample_stats, loglik, ppc, observed,
