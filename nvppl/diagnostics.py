@@ -185,9 +185,8 @@ def _ppc_figure(table, model):
             ax = axes[k, j]
             sel = table[(table.statistic == name) & (table.type == k)]
             x = np.arange(len(sel))
-            mean = sel.predicted_mean.to_numpy()
-            ax.errorbar(x, mean, yerr=[mean - sel.q05.to_numpy(), sel.q95.to_numpy() - mean], fmt="o",
-                        ms=3, capsize=2, color="C0", alpha=0.7, label="predictive mean, 90% interval")
+            ax.vlines(x, sel.q05, sel.q95, color="C0", alpha=0.6, lw=3, label="90% predictive")
+            ax.plot(x, sel.predicted_mean, "o", ms=3, color="C0", label="predictive mean")
             ax.plot(x, sel.observed, "kx", label="observed")
             ax.set_title(f"type {k}: {titles[name]}", fontsize=9)
             ax.set_xticks(x if len(x) <= 12 else x[:: max(len(x) // 12, 1)])
@@ -370,9 +369,16 @@ def _az_plot(kind, fit, path, var_names):
     matplotlib.use("Agg", force=False)
     az = arviz()
 
+    import warnings
+
     names = list(var_names or [n for n in fit.model.inferred if n in fit.idata.posterior])
-    axes = getattr(az, kind)(fit.idata, var_names=names, compact=True) if kind == "plot_trace" \
-        else getattr(az, kind)(fit.idata, var_names=names)
+    with warnings.catch_warnings():
+        # ArviZ 0.23 calls a matplotlib helper deprecated in matplotlib 3.11; entries of T fixed
+        # by the graph are constant and make its density estimates warn
+        warnings.filterwarnings("ignore", category=matplotlib.MatplotlibDeprecationWarning)
+        warnings.filterwarnings("ignore", message="Your data appears to have a single value")
+        axes = getattr(az, kind)(fit.idata, var_names=names, compact=True) if kind == "plot_trace" \
+            else getattr(az, kind)(fit.idata, var_names=names)
     fig = np.asarray(axes).ravel()[0].figure
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -472,7 +472,7 @@ POOL = _pool()
 def _simulate(name, seed, x):
     """Simulated traces for one pool model; x in (0, 1) varies the lifetimes."""
     model = POOL[name]
-    p = model.default_params()
+    p = model.default_params().replace(a=np.full(model.n_nodes, 0.1))
     if model.lifetime == "geometric":
         p = p.replace(delta=np.full(model.n_types, 0.05 + 0.6 * x))
     else:
@@ -649,6 +649,17 @@ def test_merge_refusals(sub, sim):
         hand.merge(build(sub, *tables(tau0=True)))
     with pytest.raises(TypeError, match="Traces"):
         hand.merge(tables())
+
+
+@pytest.mark.xfail(strict=True, reason="Traces.merge concatenates self._features with other._features without "
+                   "checking for None: traces built with zero-width covariates (n, 0) crash with a NumPy ValueError "
+                   "when merged with traces without covariates")
+def test_merge_zero_width_covariates(sub):
+    """Traces with (n, 0) covariates merge with traces without covariates (both have covariate_dim 0)."""
+    a = build(sub, *tables(), covariates=np.zeros((4, 0)))
+    b = build(sub, *tables())
+    assert a.covariate_dim == b.covariate_dim == 0
+    assert a.merge(b).n_runs == 4
 
 
 # =============================================================== file I/O
