@@ -65,30 +65,30 @@ def check_vesicles(v: dict, n_runs: int, n_steps: int, n_types: int) -> None:
     i = first(vid < 0)
     if i is not None:
         raise TraceError(f"vesicle id {vid[i]} is negative; ids must be >= 0", run=int(run[i]))
+    b, d = v["birth_step"], v["death_step"]
     i = first((v["type"] < 0) | (v["type"] >= n_types))
     if i is not None:
-        raise TraceError(f"unknown type {v['type'][i]}; types are 0..{n_types - 1}", **ids(i))
-    b, d = v["birth_step"], v["death_step"]
+        raise TraceError(f"unknown type {v['type'][i]}; types are 0..{n_types - 1}", **ids(i, int(b[i])))
     i = first(b < 0)
     if i is not None:
-        raise TraceError(f"negative birth step {b[i]}", **ids(i))
+        raise TraceError(f"negative birth step {b[i]}", **ids(i, int(b[i])))
     i = first(b >= n_steps)
     if i is not None:
-        raise TraceError(f"birth step {b[i]} is past the last step {n_steps - 1}", **ids(i))
+        raise TraceError(f"birth step {b[i]} is past the last step {n_steps - 1}", **ids(i, int(b[i])))
     i = first(d < 0)
     if i is not None:
-        raise TraceError(f"negative death step {d[i]}", **ids(i))
+        raise TraceError(f"negative death step {d[i]}", **ids(i, int(d[i])))
     i = first(d >= n_steps)
     if i is not None:
-        raise TraceError(f"death step {d[i]} is past the last step {n_steps - 1}", **ids(i))
+        raise TraceError(f"death step {d[i]} is past the last step {n_steps - 1}", **ids(i, int(d[i])))
     i = first(d < b)
     if i is not None:
-        raise TraceError(f"death step {d[i]} is before birth step {b[i]}", **ids(i))
+        raise TraceError(f"death step {d[i]} is before birth step {b[i]}", **ids(i, int(d[i])))
     cause = v["death_cause"]
     i = first((cause == CENSORED) & (d != n_steps - 1))
     if i is not None:
         raise TraceError(f"censored vesicle must be alive at the last step {n_steps - 1}, "
-                         f"but its death step is {d[i]}", **ids(i))
+                         f"but its death step is {d[i]}", **ids(i, int(d[i])))
     budget = v["budget"]
     i = first(~((budget >= 1) & ((budget == np.round(budget)) | np.isposinf(budget))))
     if i is not None:
@@ -155,6 +155,10 @@ def check_steps(v: dict, s: dict, sub, n_steps: int) -> None:
             raise TraceError(f"first step row is at step {step[i]} but the vesicle was born at step "
                              f"{b[vrow[i]]}", **ids(i))
         if step[i] > step[i - 1] + 1:
+            later = step[i:np.searchsorted(vrow, vrow[i], side="right")]
+            if np.any(later < step[i]):
+                raise TraceError(f"steps out of order: step {step[i]} comes before step "
+                                 f"{later[later < step[i]][0]}", **ids(i))
             raise TraceError(f"missing step row(s) between steps {step[i - 1]} and {step[i]}", **ids(i))
         if step[i] == step[i - 1]:
             raise TraceError("the step appears twice in the steps table", **ids(i))

@@ -16,13 +16,23 @@ from .traces import CAUSES, Traces
 FORMAT = "nvppl-traces-1"
 
 
+def _label_key(x) -> str:
+    """Text that identifies a label with its type (10 and "10" differ)."""
+    from .substrate import _label_to_json
+
+    try:
+        return json.dumps(_label_to_json(x))
+    except ValueError:
+        return repr(x)
+
+
 def _graph_fingerprint(sub: Substrate) -> dict:
-    return {"labels": [str(x) for x in sub.labels], "candidates": sub.candidates.tolist(),
+    return {"labels": [_label_key(x) for x in sub.labels], "candidates": sub.candidates.tolist(),
             "allow_stay": sub.allow_stay}
 
 
 def _check_substrate(meta: dict, sub: Substrate, path) -> None:
-    labels = [str(x) for x in sub.labels]
+    labels = [_label_key(x) for x in sub.labels]
     if meta["labels"] != labels:
         raise TraceError(f"{path}: the traces were written on a graph with nodes {meta['labels'][:8]}... "
                          f"({len(meta['labels'])} nodes), not this substrate's {labels[:8]}... ({len(labels)})")
@@ -107,8 +117,10 @@ def from_csv(directory, sub: Substrate) -> Traces:
     _check_substrate(meta["graph"], sub, src)
     by_text = {str(x): x for x in sub.labels}
     node_cols = {"birth_node": str, "node_from": str, "node_to": str, "node": str}
-    ves = pd.read_csv(src / "vesicles.csv", dtype={"birth_node": str, "death_cause": str})
-    steps = pd.read_csv(src / "steps.csv", dtype={"node_from": str, "node_to": str})
+    # node labels such as "NA" or "" are labels, not missing values: only tau0 may be missing
+    na = {"keep_default_na": False, "na_values": {"tau0": ["", "nan", "NaN"]}}
+    ves = pd.read_csv(src / "vesicles.csv", dtype={"birth_node": str, "death_cause": str}, **na)
+    steps = pd.read_csv(src / "steps.csv", dtype={"node_from": str, "node_to": str}, keep_default_na=False)
     for df in (ves, steps):
         for c in node_cols:
             if c in df.columns:
@@ -116,7 +128,7 @@ def from_csv(directory, sub: Substrate) -> Traces:
     features = None
     cov_path = src / "covariates.csv"
     if cov_path.exists():
-        cov = pd.read_csv(cov_path, dtype={"node": str})
+        cov = pd.read_csv(cov_path, dtype={"node": str}, keep_default_na=False)
         R, T, n = meta["n_runs"], meta["n_steps"], sub.n_nodes
         fcols = [c for c in cov.columns if c.startswith("f_")]
         node = pd.Index([str(x) for x in sub.labels]).get_indexer(cov["node"].to_numpy())

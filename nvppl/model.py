@@ -10,6 +10,7 @@ fixed value.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Mapping
 
@@ -23,7 +24,7 @@ from ._keys import as_jax_key
 from .params import PARAM_FIELDS, Params
 from .substrate import Substrate
 
-__all__ = ["VesicleModel", "LIFETIMES", "EMISSION_LINKS"]
+__all__ = ["VesicleModel", "ModelKey", "LIFETIMES", "EMISSION_LINKS"]
 
 LIFETIMES = ("geometric", "countdown")
 EMISSION_LINKS = ("sigmoid", "log")
@@ -226,14 +227,14 @@ class VesicleModel:
     def _prepare_prior(self, name, prior, shape):
         if name == "T":
             return self._t_prior(prior)
-        if name in _PROBABILITY:
-            bad = [x for x in (-0.5, 1.5) if bool(prior.support(jnp.asarray(x)))]
-            if bad:
-                raise ValueError(f"the prior on {name!r} must have support in [0, 1] (a probability); "
-                                 f"{type(prior).__name__} allows {bad[0]}")
-        if name in _POSITIVE and bool(prior.support(jnp.asarray(-1.0))):
+        lower = float(np.min(getattr(prior.support, "lower_bound", -np.inf)))
+        upper = float(np.max(getattr(prior.support, "upper_bound", np.inf)))
+        if name in _PROBABILITY and not (lower >= 0.0 and upper <= 1.0):
+            raise ValueError(f"the prior on {name!r} must have support in [0, 1] (a probability); "
+                             f"{type(prior).__name__} has support {prior.support}")
+        if name in _POSITIVE and not lower >= 0.0:
             raise ValueError(f"the prior on {name!r} must have positive support; "
-                             f"{type(prior).__name__} allows negative values")
+                             f"{type(prior).__name__} has support {prior.support}")
         if prior.event_shape:
             raise ValueError(f"the prior on {name!r} must be a scalar (batched) distribution, "
                              f"got event shape {prior.event_shape}")
@@ -381,6 +382,11 @@ class VesicleModel:
         sub = self.substrate
         labels = sub.labels
         mask = sub.candidate_mask
+        on_sink = np.argwhere((T != 0) & sub.is_sink[None, :, None])
+        if len(on_sink):
+            k, i, s = on_sink[0]
+            raise ValueError(f"T[type {k}, node {labels[i]!r}] must be all zero: node {labels[i]!r} is a sink "
+                             f"(no candidate move), but slot {s} holds {T[k, i, s].item()}")
         neg = np.argwhere(T < 0)
         if len(neg):
             k, i, s = neg[0]
@@ -392,12 +398,10 @@ class VesicleModel:
                 f"T[type {k}, node {labels[i]!r}] puts mass {T[k, i, s].item()} on padded slot {s}, "
                 f"off the graph (node {labels[i]!r} has {sub.n_candidates[i]} candidates)")
         sums = T.sum(-1)
-        expect = np.where(sub.is_sink, 0.0, 1.0)[None]
-        bad = np.argwhere(np.abs(sums - expect) > 1e-6)
+        bad = np.argwhere((np.abs(sums - 1.0) > 1e-6) & ~sub.is_sink[None])
         if len(bad):
             k, i = bad[0]
-            what = "a sink, must be all zero" if sub.is_sink[i] else "must sum to 1"
-            raise ValueError(f"T[type {k}, node {labels[i]!r}] sums to {sums[k, i].item()!r}, {what}")
+            raise ValueError(f"T[type {k}, node {labels[i]!r}] sums to {sums[k, i].item()!r}, must sum to 1")
 
     # ----------------------------------------------------------- serialising
     def to_spec(self) -> dict:
@@ -454,13 +458,32 @@ class VesicleModel:
                 f"inferred={list(self.inferred)}, substrate={self.substrate!r})")
 
 
+class ModelKey:
+    """Cache key of a model: models with the same specification (substrate,
+    options, priors) share compiled programs."""
+
+    def __init__(self, model):
+        self.model = model
+        try:
+            self.text = model.to_json()
+        except ValueError:  # a prior that cannot be serialised: key on identity
+            self.text = f"id:{id(model)}"
+
+    def __hash__(self):
+        return hash(self.text)
+
+    def __eq__(self, other):
+        return isinstance(other, ModelKey) and self.text == other.text
+
+
 def _prior_sampler(model):
-    """A compiled prior sampler, cached on the model."""
-    fn = model.__dict__.get("_prior_fn")
-    if fn is None:
-        fn = jax.jit(lambda key: numpyro.handlers.seed(model.param_sites, key)())
-        model.__dict__["_prior_fn"] = fn
-    return fn
+    """A compiled prior sampler, shared by models of the same specification."""
+    return _cached_prior_sampler(ModelKey(model))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_prior_sampler(key: ModelKey):
+    return jax.jit(lambda rng: numpyro.handlers.seed(key.model.param_sites, rng)())
 
 
 class _RowDirichlet:
@@ -520,10 +543,12 @@ def _per_type(x, K, name):
 def _budget(budget, K):
     if budget is None:
         return np.full(K, np.inf)
+    if isinstance(budget, (list, tuple)):
+        budget = [np.inf if b is None else b for b in budget]
     arr = _per_type(budget, K, "budget")
     for k, b in enumerate(arr):
         if not (np.isinf(b) and b > 0) and not (b >= 1 and b == int(b)):
-            raise ValueError(f"budget of type {k} must be a positive integer or None (infinite), got {b!r}")
+            raise ValueError(f"budget of type {k} must be a positive integer or None (infinite), got {b.item()!r}")
     return arr
 
 

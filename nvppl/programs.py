@@ -25,6 +25,7 @@ import numpyro.distributions as dist
 from numpyro.contrib.control_flow import scan
 
 from . import likelihood
+from .model import ModelKey
 from .kernels import docking, emission, migration
 from .traces import lifetime_bin_edges
 
@@ -71,24 +72,6 @@ class _Stats(NamedTuple):
     hist: jax.Array        # (K, B)
     path: jax.Array        # (K,)
     count: jax.Array       # (K,)
-
-
-class ModelKey:
-    """Cache key of a model: models with the same specification (substrate,
-    options, priors) share compiled programs."""
-
-    def __init__(self, model):
-        self.model = model
-        try:
-            self.text = model.to_json()
-        except ValueError:  # a prior that cannot be serialised: key on identity
-            self.text = f"id:{id(model)}"
-
-    def __hash__(self):
-        return hash(self.text)
-
-    def __eq__(self, other):
-        return isinstance(other, ModelKey) and self.text == other.text
 
 
 def default_capacity(model, params, features, n_steps: int) -> int:

@@ -88,11 +88,15 @@ class Traces:
         v["death_cause"] = np.asarray(vesicles["death_cause"], dtype=np.int64)
         v["budget"] = np.asarray(vesicles["budget"], dtype=np.float64)
         content = vesicles.get("content")
-        v["content"] = (np.zeros((len(v["run"]), 0)) if content is None
-                        else np.asarray(content, dtype=np.float64).reshape(len(v["run"]), -1))
+        content = np.zeros((len(v["run"]), 0)) if content is None else np.asarray(content, dtype=np.float64)
+        if content.ndim != 2 or content.shape[0] != len(v["run"]):
+            raise TraceError(f"content must have one row per vesicle, got shape {content.shape}")
+        v["content"] = content
         tau0 = vesicles.get("tau0")
         v["tau0"] = None if tau0 is None else np.asarray(tau0, dtype=np.float64)
         s = {k: np.asarray(steps[k], dtype=np.int64) for k in ("vrow", "step", "node_from", "node_to", "docked")}
+        if features is not None and np.shape(features)[-1] == 0:
+            features = None  # no covariates
         self._features = None if features is None else _check_features(features, self)
         if validate:
             _check_indices(v, s, substrate.n_nodes)
@@ -259,16 +263,20 @@ class Traces:
             raise TraceError(f"unknown death cause {chk.show(causes[i])}; causes are {list(CAUSES)}",
                              **vid_ids(i, _item(v["death_step"][i])))
         v["death_cause"] = code
-        v["content"] = np.column_stack([_float_column(vesicles[c].to_numpy(), c, vid_ids) for c in content_cols]) \
+        def birth_ids(i):
+            return vid_ids(i, _item(v["birth_step"][i]))
+
+        v["content"] = np.column_stack([_float_column(vesicles[c].to_numpy(), c, birth_ids) for c in content_cols]) \
             if d_c else np.zeros((len(vesicles), 0))
-        v["tau0"] = _float_column(vesicles["tau0"].to_numpy(), "tau0", vid_ids, allow_nan=True) \
+        v["tau0"] = _float_column(vesicles["tau0"].to_numpy(), "tau0", birth_ids, allow_nan=True) \
             if "tau0" in vesicles.columns else None
 
         if n_types is None:
             n_types = int(v["type"].max(initial=-1)) + 1 if len(vesicles) else 1
             i = chk.first(v["type"] < 0)
             if i is not None:
-                raise TraceError(f"unknown type {v['type'][i]}; types are 0, 1, ...", **vid_ids(i))
+                raise TraceError(f"unknown type {v['type'][i]}; types are 0, 1, ...",
+                                 **vid_ids(i, _item(v["birth_step"][i])))
             n_types = max(n_types, 1)
         features = None if covariates is None else _broadcast_features(covariates, n_runs, n_steps, substrate)
         if n_runs is None:
@@ -290,6 +298,9 @@ class Traces:
         s_run = chk.check_integral(sruns, "run", step_ids, "steps table")
         s_vid = chk.check_integral(svids, "vesicle", step_ids, "steps table")
         s_step = chk.check_integral(sstep, "step", step_ids, "steps table")
+        i = chk.first((s_run < 0) | (s_run >= n_runs) | (s_vid < 0))
+        if i is not None:
+            raise TraceError("step row for a vesicle that is not in the vesicle table", **step_ids(i))
         s = {"step": s_step}
         s["node_from"] = _node_index(substrate, steps["node_from"].to_numpy(), "node_from", step_ids)
         s["node_to"] = _node_index(substrate, steps["node_to"].to_numpy(), "node_to", step_ids)
@@ -577,7 +588,7 @@ def _check_features(F, traces):
     bad = np.argwhere(~np.isfinite(F))
     if len(bad):
         r, t, i, j = bad[0]
-        raise TraceError(f"covariate {j} at node {traces.substrate.labels[i]!r} is {F[r, t, i, j]!r}; "
+        raise TraceError(f"covariate {j} at node {traces.substrate.labels[i]!r} is {chk.show(F[r, t, i, j])}; "
                          "covariates must be finite", run=int(r), step=int(t))
     out = np.ascontiguousarray(F)
     out.setflags(write=False)

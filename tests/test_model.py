@@ -154,8 +154,6 @@ def test_substrate_type_checked():
         nv.VesicleModel(nx.path_graph(3))
 
 
-@pytest.mark.xfail(strict=True, reason="model._budget: None inside a per-type budget list is read as NaN and "
-                   "refused, though the message says 'or None (infinite)' and to_spec writes None there")
 def test_budget_none_entry_is_infinite(path3):
     """A None entry in a per-type budget means an infinite budget for that type."""
     m = nv.VesicleModel(path3, n_types=2, budget=[2, None])
@@ -241,9 +239,6 @@ def test_prior_support_and_shape_checked(path3, name, prior, kw, match):
         nv.VesicleModel(path3, n_types=2, priors={name: prior}, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="model._prepare_prior probes the support at the single points -0.5/1.5 "
-                   "(probabilities) and -1.0 (positive fields), so priors such as Uniform(-0.5, 2) on 'rate' "
-                   "or Uniform(0, 1.2) on 'delta' are accepted and sample_params can return invalid values")
 @pytest.mark.parametrize(
     "name, prior, kw",
     [("rate", dist.Uniform(-0.5, 2.0), dict(lifetime="countdown")),

@@ -269,10 +269,6 @@ def test_corruption_rejected(sub, case):
 STEP_BUGS = [c for c in CASES if c[5]]
 
 
-@pytest.mark.xfail(strict=True, reason="vesicle-table errors (NaN content via traces._float_column, and in "
-                   "_trace_checks.check_vesicles: negative/late birth or death steps, death before birth, unknown "
-                   "type, early 'censored') are raised without step=..., so err.step is None although DESIGN §2.1 "
-                   "requires run, vesicle and step")
 @pytest.mark.parametrize("case", STEP_BUGS, ids=[c[0] for c in STEP_BUGS])
 def test_corruption_names_step(sub, case):
     """Vesicle-table errors name the step concerned (birth step, or death step for death errors)."""
@@ -282,18 +278,12 @@ def test_corruption_names_step(sub, case):
     assert str(err).startswith(f"run {run}, vesicle {vid}, step {step}: ")
 
 
-@pytest.mark.xfail(strict=True, reason="_trace_checks.check_steps: rows [1, 3, 2] (all present, swapped) are "
-                   "reported as 'missing step row(s) between steps 1 and 3'; the 'out of order' message is only "
-                   "reached for a repeated earlier step")
 def test_swapped_steps_reported_as_out_of_order(sub):
     """Two swapped step rows are reported as out of order, not as missing."""
     err = _raise(sub, ("swap", _swap_rows, {}, None, "step", False))
     assert "out of order" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="Traces.from_dataframes keys step rows by run * width + vesicle, so a step "
-                   "row with a negative vesicle id (run 1, vesicle -1) collides with (run 0, vesicle width-1) and is "
-                   "silently re-attributed to that vesicle")
 def test_negative_vesicle_id_in_steps_rejected():
     """A step row with a negative vesicle id is rejected, not attached to another vesicle."""
     s = nv.Substrate.from_networkx(nx.path_graph(2))
@@ -366,9 +356,6 @@ def test_covariates_checked(sub):
     np.testing.assert_array_equal(static.features[1, 5, :, 0], np.arange(4.0))
 
 
-@pytest.mark.xfail(strict=True, reason="Traces.__init__ reshapes the content array with reshape(0, -1), which "
-                   "raises a bare ValueError for zero vesicles; from_dataframes (and nv.simulate when nothing is "
-                   "emitted) crash instead of returning empty traces")
 def test_empty_tables_accepted(sub):
     """Tables without any vesicle are valid traces with zero counts."""
     ves, steps = tables(content=False)
@@ -651,9 +638,6 @@ def test_merge_refusals(sub, sim):
         hand.merge(tables())
 
 
-@pytest.mark.xfail(strict=True, reason="Traces.merge concatenates self._features with other._features without "
-                   "checking for None: traces built with zero-width covariates (n, 0) crash with a NumPy ValueError "
-                   "when merged with traces without covariates")
 def test_merge_zero_width_covariates(sub):
     """Traces with (n, 0) covariates merge with traces without covariates (both have covariate_dim 0)."""
     a = build(sub, *tables(), covariates=np.zeros((4, 0)))
@@ -690,8 +674,6 @@ def test_from_netcdf_other_substrate(sim, tmp_path):
         nv.Traces.from_csv(tmp_path / "csv", nv.Substrate.from_networkx(nx.path_graph([10, 20, 30])))
 
 
-@pytest.mark.xfail(strict=True, reason="_trace_io._check_substrate compares labels as text, so traces written on "
-                   "int labels 10, 20, 30 load onto a graph labelled '10', '20', '30' and come back with string labels")
 def test_from_netcdf_labels_of_another_type(sim, tmp_path):
     """Labels that only print the same (0 vs '0') are a different substrate."""
     sim.to_netcdf(tmp_path / "t.nc")
@@ -725,8 +707,6 @@ def test_from_csv_validates(sub, tmp_path):
         nv.Traces.from_csv(tmp_path, sub)
 
 
-@pytest.mark.xfail(strict=True, reason="_trace_io.from_csv reads node columns with pandas' default NA parsing, "
-                   "so a node labelled 'NA' (or 'nan', 'null', '') is read as NaN and the file is rejected")
 def test_csv_label_that_looks_missing(tmp_path):
     """Node labels such as 'NA' survive a CSV round trip."""
     s = nv.Substrate.from_networkx(nx.DiGraph([("NA", "DA"), ("DA", "NA")]))
@@ -740,8 +720,6 @@ def test_csv_label_that_looks_missing(tmp_path):
     assert_frame_equal(back.steps, tr.steps)
 
 
-@pytest.mark.xfail(strict=True, reason="nv.simulate -> Traces.__init__: when no vesicle is emitted the content "
-                   "array is reshaped with reshape(0, -1) and a bare ValueError escapes instead of empty traces")
 def test_simulate_without_any_vesicle():
     """A run in which nothing is emitted gives empty, valid traces."""
     model = POOL["cov_content2"]

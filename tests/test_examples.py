@@ -1,0 +1,32 @@
+"""Every example runs with tiny arguments."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+TINY = {
+    "quickstart.py": ["--nodes", "5", "--steps", "20", "--runs", "1", "--samples", "50", "--warmup", "50",
+                      "--chains", "1", "--no-progress"],
+    "covariates_and_content.py": ["--steps", "15", "--runs", "1", "--samples", "50", "--warmup", "50",
+                                  "--no-progress"],
+    "calibration.py": ["--sims", "4", "--steps", "10", "--samples", "9", "--warmup", "20"],
+}
+
+
+def test_every_example_has_tiny_arguments():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(TINY)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_example_runs(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [name] + TINY[name])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    if name == "quickstart.py":
+        assert (tmp_path / "quickstart-out" / "ppc.png").exists()
+    if name == "calibration.py":
+        assert (tmp_path / "sbc.png").exists()
