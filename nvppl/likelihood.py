@@ -99,6 +99,7 @@ def _row_absorb_decay(p, d, model):
 def row_log_likelihood(params, data, model):
     """Log-likelihood of each vesicle-step row (migration, docking, absorption,
     decay); zero on padding rows."""
+    data = jax.tree.map(jnp.asarray, data)
     total = (_row_migration(params, data, model) + _row_docking(params, data, model)
              + _row_absorb_decay(params, data, model))
     return jnp.where(data.r_mask > 0, total, 0.0)
@@ -111,6 +112,7 @@ def vesicle_log_likelihood(params, data, model):
     The emission term (births as a Poisson field) is not a per-vesicle quantity
     and is left out here; it is part of :func:`log_likelihood`.
     """
+    data = jax.tree.map(jnp.asarray, data)
     rows = row_log_likelihood(params, data, model)
     per = jax.ops.segment_sum(rows, data.r_vrow, num_segments=data.v_type.shape[0])
     return per + _content_per_vesicle(params, data, model)
@@ -119,6 +121,7 @@ def vesicle_log_likelihood(params, data, model):
 def log_likelihood_terms(params, data, model) -> dict:
     """The log-likelihood of traces, split by kernel (a dict of scalars)."""
     p = params
+    data = jax.tree.map(jnp.asarray, data)
     terms = {"emission": _emission(p, data, model), "content": _content(p, data, model)}
     if model.tilted:
         terms["migration"] = jnp.sum(jnp.where(data.r_mask > 0, _row_migration(p, data, model), 0.0))

@@ -157,7 +157,8 @@ COVERAGE_MODELS = {
         {"a": nv.model.dist.Beta(1.0, 8.0), "delta": nv.model.dist.Beta(2.0, 30.0)}, 30, 2, True),
     "tilted migration, content docking and content at birth": (
         dict(n_types=1, content_dim=1, covariate_dim=1, tilt=True),
-        {"a": 0.0, "delta": nv.model.dist.Beta(2.0, 30.0), "content_scale": nv.model.dist.HalfNormal(1.0)},
+        {"a": 0.0, "delta": nv.model.dist.Beta(2.0, 30.0), "content_mean": 0.0,
+         "content_scale": nv.model.dist.Gamma(20.0, 20.0)},
         30, 2, True),
     "countdown lifetimes with finite budgets": (
         dict(n_types=1, lifetime="countdown", budget=3),

@@ -44,6 +44,11 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     target_accept_prob : float, default 0.8
     max_tree_depth : int, default 10
     thinning : int, default 1
+    dense_mass : bool, optional
+        Adapt a dense mass matrix during warm-up. By default dense when there are
+        at most 300 unconstrained parameters (it removes the long trajectories
+        that correlated directions cause, e.g. the common shift of the content
+        tilt ``Q``, which the likelihood does not see), diagonal otherwise.
     ppc_capacity : int, optional
         Vesicle capacity of the posterior predictive simulations.
 

@@ -35,6 +35,11 @@ class NUTSSettings(NamedTuple):
     thinning: int = 1
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
+    dense_mass: bool | None = None  # None: dense when the unconstrained dimension is at most DENSE_MAX
+
+
+#: Up to this many unconstrained dimensions NUTS adapts a dense mass matrix by default.
+DENSE_MAX = 300
 
 
 class SamplerInfo(NamedTuple):
@@ -74,6 +79,9 @@ def _build(key: ModelKey, settings: NUTSSettings, signature: tuple, template, pr
     model_fn = functools.partial(trace_model, model=key.model)
     init_strategy = init_to_median(num_samples=25)
     prototype = _prototype(model_fn, template.data)
+    dense = settings.dense_mass
+    if dense is None:
+        dense = sum(int(np.size(v)) for v in prototype.values()) <= DENSE_MAX
     pe_gen, post_gen = get_potential_fn(model_fn, {}, replay_model=True, dynamic_args=True)
     init_kernel, sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
     total = settings.num_warmup + settings.num_samples * settings.thinning
@@ -85,7 +93,8 @@ def _build(key: ModelKey, settings: NUTSSettings, signature: tuple, template, pr
         (z0, _, _), valid = find_valid_initial_params(k_init, model_fn, init_strategy=init_strategy,
                                                       model_args=(data,), prototype_params=prototype)
         state = init_kernel(z0, settings.num_warmup, target_accept_prob=settings.target_accept_prob,
-                            max_tree_depth=settings.max_tree_depth, model_args=(data,), rng_key=k_hmc)
+                            max_tree_depth=settings.max_tree_depth, dense_mass=dense,
+                            model_args=(data,), rng_key=k_hmc)
 
         def advance(i, s):
             s = sample_kernel(s, model_args=(data,))

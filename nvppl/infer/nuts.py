@@ -47,7 +47,8 @@ def likelihood_data(data, model):
 def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
              key=0, progress_bar: bool = True, chain_method: str | None = None, log_likelihood: bool = True,
              posterior_predictive: bool = True, num_ppc: int = 100, target_accept_prob: float = 0.8,
-             max_tree_depth: int = 10, thinning: int = 1, ppc_capacity: int | None = None):
+             max_tree_depth: int = 10, thinning: int = 1, ppc_capacity: int | None = None,
+             dense_mass: bool | None = None):
     """NUTS on fully observed traces; see :func:`nvppl.infer.fit`."""
     from .fit import Fit
 
@@ -62,7 +63,8 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
     rng = as_jax_key(key)
     k_mcmc, k_ppc = jax.random.split(rng)
     data = trace_data(model, traces)
-    settings = NUTSSettings(num_warmup, num_samples, thinning, float(target_accept_prob), int(max_tree_depth))
+    settings = NUTSSettings(num_warmup, num_samples, thinning, float(target_accept_prob), int(max_tree_depth),
+                            dense_mass)
     heavy = needs_rows(model) and len(traces) > HEAVY_ROWS
     sites, info, valid = run_chains(model, likelihood_data(data, model), k_mcmc, num_chains, settings,
                                     chain_method or "auto", progress_bar, heavy)
