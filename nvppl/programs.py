@@ -95,10 +95,9 @@ def default_capacity(model, params, features, n_steps: int) -> int:
         from scipy.special import gammaincc
 
         surv = gammaincc(np.asarray(params.shape)[None, :], np.asarray(params.rate)[None, :] * ages[:, None])
-    peak = 0.0
-    for t in range(n_steps):
-        mean_t = (births[: t + 1][::-1] * surv[: t + 1]).sum(0)
-        peak = max(peak, float(mean_t.sum()))
+    # mean population during step t: sum over birth steps s <= t of births[s] * surv[t - s]
+    mean = sum(np.convolve(births[:, k], surv[:, k])[:n_steps] for k in range(births.shape[1]))
+    peak = float(np.max(mean))
     cap = 1.25 * (peak + 8.0 * np.sqrt(peak)) + 32.0
     return int(64 * np.ceil(cap / 64.0))
 

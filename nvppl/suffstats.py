@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from scipy.special import gammaln
 
-from ._trace_checks import ABSORBED, CENSORED, DEPLETED, EXPIRED, SINK
+from ._trace_checks import ABSORBED, DEPLETED, EXPIRED
 from .errors import TraceError
 
 __all__ = ["TraceData", "trace_data", "features_for", "pad_rows"]
@@ -158,8 +159,6 @@ def trace_data(model, traces) -> TraceData:
     vtype = v["type"]
     bcell = cell(v["run"], v["birth_step"], v["birth_node"])
     births_cell = np.bincount(bcell * K + vtype, minlength=R * T * n * K).reshape(R * T * n, K)
-    from scipy.special import gammaln
-
     em_births = np.zeros((m, K))
     np.add.at(em_births, uid, births_cell)
     exposure = np.bincount(uid, minlength=m).astype(float)
@@ -188,9 +187,7 @@ def trace_data(model, traces) -> TraceData:
     absorbed = cause == ABSORBED
     dc_trial = ab_trial & ~absorbed
     expired = cause == EXPIRED
-    age = rstep - v["birth_step"][vr] + 1
-    assert not np.any(cause == SINK), "a sink removal has no step row"
-    _ = CENSORED
+    age = rstep - v["birth_step"][vr] + 1  # a removal at a sink has no row, so no stage to count
 
     mig = np.bincount((rtype * n + s["node_from"]) * M + s["slot"], minlength=K * n * M).reshape(K, n, M)
     rcell = cell(v["run"][vr], rstep, s["node_to"])
