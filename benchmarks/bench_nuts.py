@@ -116,12 +116,14 @@ def main(argv=None):
               f"NUTS 4x{draws} {t_nuts:.1f} s (+{row['nuts_compile_s']:.1f} s compile, "
               f"{row['us_per_leapfrog']:.0f} us per leapfrog step)")
     small, large = (figures[k] for k in sizes)
-    t_par, _ = timed(lambda: run_chains(model, nuts_data, jax.random.PRNGKey(2), 4, settings, "parallel", False))
-    t_par2, _ = timed(lambda: run_chains(model, nuts_data, jax.random.PRNGKey(3), 4, settings, "parallel", False))
-    figures["nuts_parallel_s"] = t_par2
-    figures["nuts_parallel_compile_s"] = max(t_par - t_par2, 0.0)
-    print(f"parallel chains over {jax.local_device_count()} host device(s): {t_par2:.1f} s "
-          f"(+{figures['nuts_parallel_compile_s']:.1f} s compile)")
+    if not args.quick:  # chains in threads, one per host device (compiles once per device)
+        t_par, _ = timed(lambda: run_chains(model, nuts_data, jax.random.PRNGKey(2), 4, settings, "parallel", False))
+        t_par2, _ = timed(lambda: run_chains(model, nuts_data, jax.random.PRNGKey(3), 4, settings, "parallel",
+                                             False))
+        figures["nuts_parallel_s"] = t_par2
+        figures["nuts_parallel_compile_s"] = max(t_par - t_par2, 0.0)
+        print(f"parallel chains over {jax.local_device_count()} host device(s): {t_par2:.1f} s "
+              f"(+{figures['nuts_parallel_compile_s']:.1f} s compile)")
     figures["nuts_time_ratio_large_over_small"] = large["nuts_s"] / small["nuts_s"]
     figures["us_per_leapfrog_ratio_large_over_small"] = large["us_per_leapfrog"] / small["us_per_leapfrog"]
     figures["vesicle_steps_ratio"] = large["vesicle_steps"] / small["vesicle_steps"]

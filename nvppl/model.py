@@ -331,6 +331,24 @@ class VesicleModel:
                 values[name] = numpyro.sample(name, self.priors[name])
         return Params(**values)
 
+    def params_with(self, values: Mapping) -> Params:
+        """Params from values of (some) inferred fields, the fixed fields filled in.
+
+        The values may carry leading sample axes (e.g. ``(draw, *field_shape)``);
+        fixed fields are broadcast to the same leading axes.
+        """
+        out, lead = {}, ()
+        for name, value in values.items():
+            value = np.asarray(value)
+            out[name] = value
+            lead = value.shape[: value.ndim - len(self.field_shape(name))]
+        for name in PARAM_FIELDS:
+            shape = self.field_shape(name)
+            if shape is not None and name not in out:
+                out[name] = np.broadcast_to(self.fixed[name] if name in self.fixed else self._default_value(name),
+                                            lead + shape)
+        return Params(**out)
+
     def check_params(self, params: Params) -> Params:
         """Validate parameters against the model and return them as NumPy arrays.
 

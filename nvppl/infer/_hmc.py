@@ -4,13 +4,16 @@ NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``) is run inside one jitted
 function per model, settings and data shapes, cached for the process: repeated
 fits (simulation-based calibration, coverage studies, the CLI in a notebook)
 compile once, and many data sets can be fitted at once with ``jax.vmap``.
-Chains run in parallel over host devices (``pmap``) and vectorised within a
-device (``vmap``).
+Chains run one after the other, vectorised (``vmap``), or in parallel with one
+thread per host device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -100,7 +103,8 @@ def _build(key: ModelKey, settings: NUTSSettings, signature: tuple, template, pr
             s = sample_kernel(s, model_args=(data,))
             if progress:
                 jax.lax.cond(((i + 1) % every == 0) | (i + 1 == total),
-                             lambda: jax.debug.callback(_report, i), lambda: None)
+                             lambda: jax.debug.callback(functools.partial(_report, every=every, total=total), i),
+                             lambda: None)
             return s
 
         def step(s, i):
@@ -140,8 +144,6 @@ def _executor(key: ModelKey, settings, signature, template, mode: str, progress:
         return jax.jit(jax.vmap(run, in_axes=(0, None)))
     if mode == "datasets":
         return jax.jit(jax.vmap(run, in_axes=(0, 0)))
-    if mode == "devices":
-        return jax.pmap(jax.vmap(run, in_axes=(0, None)), in_axes=(0, None))
     raise ValueError(mode)
 
 
@@ -150,8 +152,7 @@ def compiled_nuts(model, settings: NUTSSettings, data, mode: str = "single", pro
 
     ``mode``: ``"single"`` — ``run(key, data)``, one chain; ``"chains"`` —
     ``run(keys, data)``, chains vectorised; ``"datasets"`` — ``run(keys, datas)``,
-    one chain per data set (stacked on a leading axis); ``"devices"`` — ``pmap``
-    over a leading device axis of ``keys`` and ``vmap`` within. Each returns
+    one chain per data set (stacked on a leading axis). Each returns
     ``(draws, info, valid)``; built once per process.
     """
     example = data if mode != "datasets" else jax.tree.map(lambda x: x[0], data)
@@ -161,25 +162,27 @@ def compiled_nuts(model, settings: NUTSSettings, data, mode: str = "single", pro
 _CURRENT: list = [None]
 
 
-def _report(i):
+def _report(i, every, total):
+    """Called from compiled code every ``every`` iterations of each chain."""
     bar = _CURRENT[0]
     if bar is not None:
-        bar.update(int(np.max(i)) + 1)
+        last = int(np.max(i)) + 1 == total
+        step = (total % every or every) if last else every
+        bar.add(step * int(np.size(i)))
 
 
 class _Progress:
-    """A tqdm bar that compiled code reports to through :func:`_report`."""
+    """A tqdm bar over the iterations of all chains, fed by :func:`_report`."""
 
     def __init__(self, total: int, desc: str):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=desc)
-        self.seen = 0
+        self.lock = threading.Lock()
 
-    def update(self, i):
-        if i > self.seen:
-            self.bar.update(i - self.seen)
-            self.seen = i
+    def add(self, n: int):
+        with self.lock:
+            self.bar.update(n)
 
     def __enter__(self):
         _CURRENT[0] = self
@@ -194,7 +197,8 @@ def run_chains(model, data, key, num_chains: int, settings: NUTSSettings, chain_
                progress_bar: bool = True, heavy: bool = False):
     """Run ``num_chains`` NUTS chains on one data set.
 
-    ``chain_method``: ``"parallel"`` (host devices, vectorised within each),
+    ``chain_method``: ``"parallel"`` (one thread per host device, each running
+    the single-chain program of ``"sequential"``, so both give the same draws),
     ``"vectorized"``, ``"sequential"`` or ``"auto"``: parallel when there are
     several devices and a gradient is ``heavy`` (the likelihood runs over many
     vesicle-steps), otherwise sequential, which compiles fastest (on sufficient
@@ -219,31 +223,25 @@ def run_chains(model, data, key, num_chains: int, settings: NUTSSettings, chain_
     if chain_method == "auto":
         chain_method = "parallel" if num_chains > 1 and n_dev > 1 and heavy else "sequential"
     if chain_method == "parallel" and (n_dev == 1 or num_chains == 1):
-        chain_method = "vectorized"
-    bar = _Progress(total, f"NUTS, {num_chains} chain(s)") if progress_bar else None
-    with bar if bar is not None else _nullcontext():
+        chain_method = "sequential"
+    bar = _Progress(total * num_chains, f"NUTS, {num_chains} chain(s)") if progress_bar else None
+    with bar if bar is not None else contextlib.nullcontext():
         if chain_method == "sequential":
             run = compiled_nuts(model, settings, data, "single", progress_bar)
-            outs = []
-            for k in keys:
-                if bar is not None:
-                    bar.seen = 0
-                    bar.bar.reset()
-                outs.append(run(k, data))
+            outs = [run(k, data) for k in keys]
             draws, info, valid = jax.tree.map(lambda *x: jnp.stack(x), *outs)
         elif chain_method == "vectorized":
             draws, info, valid = compiled_nuts(model, settings, data, "chains", progress_bar)(keys, data)
         else:
-            groups = max(g for g in range(1, min(n_dev, num_chains) + 1) if num_chains % g == 0)
-            run = compiled_nuts(model, settings, data, "devices", progress_bar)
-            out = run(keys.reshape((groups, num_chains // groups) + keys.shape[1:]), data)
-            draws, info, valid = jax.tree.map(lambda x: x.reshape((num_chains,) + x.shape[2:]), out)
+            run = compiled_nuts(model, settings, data, "single", progress_bar)
+            devices = jax.local_devices()
+
+            def chain(i):
+                k, d = jax.device_put((keys[i], data), devices[i % len(devices)])
+                return jax.block_until_ready(run(k, d))
+
+            # one thread per host device; each chain is the same program as in "sequential"
+            with ThreadPoolExecutor(min(len(devices), num_chains)) as pool:
+                outs = list(pool.map(chain, range(num_chains)))
+            draws, info, valid = jax.tree.map(lambda *x: np.stack([np.asarray(a) for a in x]), *outs)
     return ({k: np.asarray(v) for k, v in draws.items()}, jax.tree.map(np.asarray, info), np.asarray(valid))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

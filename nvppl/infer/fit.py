@@ -81,13 +81,13 @@ class Fit:
         post = self.idata.posterior
         draws = {n: post[n].values.reshape((-1,) + post[n].shape[2:]).mean(0)
                  for n in self.model.inferred if n in post}
-        return self.model.check_params(_params(self.model, draws))
+        return self.model.check_params(self.model.params_with(draws))
 
     def posterior_draw(self, chain: int = 0, draw: int = 0) -> Params:
         """The parameters of one posterior draw."""
         post = self.idata.posterior
         values = {n: post[n].values[chain, draw] for n in self.model.inferred if n in post}
-        return self.model.check_params(_params(self.model, values))
+        return self.model.check_params(self.model.params_with(values))
 
     @property
     def num_draws(self) -> int:
@@ -106,14 +106,6 @@ class Fit:
         post = self.idata.posterior
         return (f"Fit(method={self.method!r}, chains={post.sizes['chain']}, draws={post.sizes['draw']}, "
                 f"inferred={list(self.model.inferred)})")
-
-
-def _params(model, values) -> Params:
-    full = {}
-    for name in model.fixed:
-        full[name] = model.fixed[name]
-    full.update({k: np.asarray(v) for k, v in values.items()})
-    return Params(**full)
 
 
 def load_fit(path) -> Fit:

@@ -19,7 +19,6 @@ from numpyro import handlers
 from .._keys import as_jax_key
 from ..errors import CapacityError
 from ..likelihood import needs_rows, vesicle_log_likelihood
-from ..params import PARAM_FIELDS, Params
 from ..programs import ModelKey, default_capacity, life_cycle
 from ..suffstats import features_for, pad_rows, trace_data
 from ..traces import Traces
@@ -92,23 +91,6 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
     return Fit(idata, model, "nuts")
 
 
-def params_from_draws(model, draws: dict, index=...) -> Params:
-    """Params from posterior draws (arrays with leading sample axes), fixed fields
-    broadcast to match."""
-    values = {}
-    lead = None
-    for name in PARAM_FIELDS:
-        if model.field_shape(name) is None:
-            continue
-        if name in draws:
-            values[name] = np.asarray(draws[name])[index]
-            lead = values[name].shape[: values[name].ndim - len(model.field_shape(name))]
-    for name in PARAM_FIELDS:
-        if model.field_shape(name) is not None and name not in values:
-            values[name] = np.broadcast_to(model.fixed[name], tuple(lead or ()) + model.field_shape(name))
-    return Params(**values)
-
-
 def pointwise_log_likelihood(model, data, posterior: dict, batch_size: int = 64):
     """Per-vesicle log-likelihood for every draw, ``(chain, draw, vesicle)``, or
     ``None`` (with a warning) when it would exceed :data:`MAX_POINTWISE` values."""
@@ -120,7 +102,7 @@ def pointwise_log_likelihood(model, data, posterior: dict, batch_size: int = 64)
                       stacklevel=3)
         return None
     flat = {k: np.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()}
-    params = params_from_draws(model, flat)
+    params = model.params_with(flat)
     out = _pointwise_program(ModelKey(model), batch_size)(jax.tree.map(jnp.asarray, params), data)
     return np.asarray(out).reshape(chains, draws, N)
 
@@ -141,7 +123,7 @@ def posterior_predictive_stats(model, traces: Traces, sites: dict, num_ppc: int,
     pick = np.unique(np.linspace(0, draws - 1, min(num_ppc, draws)).round().astype(int))
     F = features_for(model, traces)
     flat = {n: np.asarray(sites[n])[:, pick].reshape((-1,) + np.shape(sites[n])[2:]) for n in model.inferred}
-    params = params_from_draws(model, flat)
+    params = model.params_with(flat)
     total = chains * len(pick)
     if capacity is None:
         capacity = max(default_capacity(model, jax.tree.map(lambda x: x[i], params), F, traces.n_steps)
