@@ -430,7 +430,7 @@ class VesicleModel:
         >>> import networkx as nx, nvppl as nv
         >>> sub = nv.Substrate.from_networkx(nx.path_graph(2))
         >>> nv.VesicleModel(sub, n_types=1, priors={"a": 0.0}).to_spec()["priors"]["a"]
-        {'fixed': [0.0, 0.0]}
+        {'fixed': 0.0}
         """
         return {
             "n_types": self.n_types, "content_dim": self.content_dim, "lifetime": self.lifetime,

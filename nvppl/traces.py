@@ -36,7 +36,7 @@ def lifetime_bin_edges(n_steps: int) -> np.ndarray:
     Examples
     --------
     >>> lifetime_bin_edges(10).tolist()
-    [0, 1, 2, 3, 4, 5, 6, 8, 9, 11]
+    [0, 1, 2, 3, 4, 5, 6, 7, 9, 11]
     """
     geo = np.round(np.geomspace(1, n_steps + 1, 12)).astype(np.int64)
     return np.unique(np.concatenate([[0, 1, 2], geo, [n_steps + 1]]))
