@@ -11,7 +11,7 @@ from numpyro import handlers
 from ._keys import as_jax_key
 from .errors import CapacityError
 from .programs import ModelKey, default_capacity, life_cycle
-from .traces import Traces
+from .traces import Traces, broadcast_covariates
 
 __all__ = ["simulate", "BACKENDS"]
 
@@ -33,16 +33,11 @@ def model_features(model, covariates, n_runs: int, n_steps: int) -> np.ndarray:
             raise ValueError(f"the model has covariate_dim={p}: pass covariates of shape "
                              f"({n_runs}, {n_steps}, {n}, {p}) or build the substrate with "
                              f"{p} node covariate attribute(s)")
-        F = model.substrate.node_covariates
-    else:
-        F = np.asarray(covariates, dtype=np.float64)
-    shapes = {2: (n, p), 3: (n_steps, n, p), 4: (n_runs, n_steps, n, p)}
-    if F.ndim not in shapes or F.shape != shapes[F.ndim]:
-        raise ValueError(f"covariates must have shape {shapes[4]}, {shapes[3]} or {shapes[2]}; got {F.shape}")
-    bad = np.argwhere(~np.isfinite(F))
-    if len(bad):
-        raise ValueError(f"covariates are not finite at index {tuple(bad[0].tolist())}")
-    return np.ascontiguousarray(np.broadcast_to(F, shapes[4]))
+        covariates = model.substrate.node_covariates
+    if np.ndim(covariates) == 0 or np.shape(covariates)[-1] != p:
+        raise ValueError(f"covariates must have shape ({n_runs}, {n_steps}, {n}, {p}), ({n_steps}, {n}, {p}) "
+                         f"or ({n}, {p}) for covariate_dim={p}; got {np.shape(covariates)}")
+    return broadcast_covariates(covariates, n_runs, n_steps, model.substrate)
 
 
 def _sampler(model, n_steps: int, capacity: int):

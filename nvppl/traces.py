@@ -19,7 +19,7 @@ from .errors import TraceError
 from .observations import Observations
 from .substrate import Substrate
 
-__all__ = ["Traces", "CAUSES", "lifetime_bin_edges"]
+__all__ = ["Traces", "CAUSES", "lifetime_bin_edges", "broadcast_covariates"]
 
 CAUSES = chk.CAUSES
 _V_INT = ("run", "vesicle", "type", "birth_step", "death_step")
@@ -97,7 +97,8 @@ class Traces:
         s = {k: np.asarray(steps[k], dtype=np.int64) for k in ("vrow", "step", "node_from", "node_to", "docked")}
         if features is not None and np.shape(features)[-1] == 0:
             features = None  # no covariates
-        self._features = None if features is None else _check_features(features, self)
+        self._features = None if features is None else \
+            broadcast_covariates(features, self.n_runs, self.n_steps, substrate)
         if validate:
             _check_indices(v, s, substrate.n_nodes)
             chk.check_vesicles(v, self.n_runs, self.n_steps, self.n_types)
@@ -278,12 +279,10 @@ class Traces:
                 raise TraceError(f"unknown type {v['type'][i]}; types are 0, 1, ...",
                                  **vid_ids(i, _item(v["birth_step"][i])))
             n_types = max(n_types, 1)
-        features = None if covariates is None else _broadcast_features(covariates, n_runs, n_steps, substrate)
         if n_runs is None:
-            n_runs = features.shape[0] if features is not None and np.ndim(covariates) == 4 else \
+            n_runs = np.shape(covariates)[0] if np.ndim(covariates) == 4 else \
                 (int(v["run"].max(initial=-1)) + 1 or 1)
-        if features is not None and features.shape[0] != n_runs:
-            features = np.broadcast_to(features, (n_runs,) + features.shape[1:])
+        features = None if covariates is None else broadcast_covariates(covariates, n_runs, n_steps, substrate)
         chk.check_vesicles(v, n_runs, n_steps, n_types)
         order = np.lexsort((v["vesicle"], v["run"]))
         v = {k: (None if a is None else a[order]) for k, a in v.items()}
@@ -549,21 +548,6 @@ def _hashable(x):
         return False
 
 
-def _broadcast_features(covariates, n_runs, n_steps, sub):
-    F = np.asarray(covariates, dtype=np.float64)
-    n = sub.n_nodes
-    if F.ndim == 2:
-        F = np.broadcast_to(F, (1, n_steps) + F.shape)
-    elif F.ndim == 3:
-        F = F[None]
-    if F.ndim != 4 or F.shape[1:3] != (n_steps, n):
-        raise TraceError(f"covariates must have shape (n_runs, {n_steps}, {n}, p), ({n_steps}, {n}, p) "
-                         f"or ({n}, p); got {np.shape(covariates)}")
-    if n_runs is not None and F.shape[0] not in (1, n_runs):
-        raise TraceError(f"covariates are given for {F.shape[0]} runs but n_runs is {n_runs}")
-    return F
-
-
 def _check_indices(v, s, n):
     """Range checks on index-based columns (files written by other tools may be corrupt)."""
     for table, cols in ((v, ("birth_node",)), (s, ("node_from", "node_to"))):
@@ -580,16 +564,30 @@ def _check_indices(v, s, n):
                          run=int(v["run"][i]), vesicle=int(v["vesicle"][i]))
 
 
-def _check_features(F, traces):
-    F = np.asarray(F, dtype=np.float64)
-    expect = (traces.n_runs, traces.n_steps, traces.substrate.n_nodes)
-    if F.ndim != 4 or F.shape[:3] != expect:
-        raise TraceError(f"covariates must have shape {expect + ('p',)}, got {F.shape}")
+def broadcast_covariates(covariates, n_runs: int, n_steps: int, substrate: Substrate) -> np.ndarray:
+    """User covariates ``F`` as a read-only ``(n_runs, n_steps, n, p)`` array.
+
+    ``covariates`` may be ``(n, p)`` (static), ``(n_steps, n, p)`` (shared by the
+    runs) or ``(n_runs, n_steps, n, p)``.
+
+    Raises
+    ------
+    TraceError
+        On another shape, or a non-finite entry (naming run, step, covariate and node).
+    """
+    F = np.asarray(covariates, dtype=np.float64)
+    n = substrate.n_nodes
+    p = F.shape[-1] if F.ndim else 0
+    shapes = {2: (n, p), 3: (n_steps, n, p), 4: (n_runs, n_steps, n, p)}
+    if F.ndim not in shapes or F.shape != shapes[F.ndim]:
+        raise TraceError(f"covariates must have shape (n_runs={n_runs}, {n_steps}, {n}, p), ({n_steps}, {n}, p) "
+                         f"or ({n}, p); got {F.shape}")
+    F = np.broadcast_to(F, shapes[4])
     bad = np.argwhere(~np.isfinite(F))
     if len(bad):
-        r, t, i, j = bad[0]
-        raise TraceError(f"covariate {j} at node {traces.substrate.labels[i]!r} is {chk.show(F[r, t, i, j])}; "
-                         "covariates must be finite", run=int(r), step=int(t))
+        r, s, i, j = bad[0]
+        raise TraceError(f"covariate {j} at node {substrate.labels[i]!r} is {chk.show(F[r, s, i, j])}; "
+                         "covariates are not finite there", run=int(r), step=int(s))
     out = np.ascontiguousarray(F)
     out.setflags(write=False)
     return out
