@@ -520,12 +520,9 @@ def _is_float(x):
 
 def _node_index(sub: Substrate, values, name, ids):
     values = np.asarray(values)
-    if values.dtype.kind in "iu" and all(isinstance(x, (int, np.integer)) for x in sub.labels[:1]):
-        lab = sub.label_array
-        if lab.dtype.kind == "i" and np.array_equal(lab, np.arange(len(lab))):
-            idx = np.where((values >= 0) & (values < len(lab)), values, -1).astype(np.int64)
-        else:
-            idx = pd.Index(lab).get_indexer(values)
+    labels = sub.label_array
+    if values.dtype.kind in "iu" and labels.dtype.kind == "i":
+        idx = pd.Index(labels).get_indexer(values)
     else:
         index = pd.Index(list(sub.labels), dtype=object, tupleize_cols=False)
         obj = np.empty(len(values), dtype=object)
