@@ -195,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random seed of the sampler (default: 0)")
     p.add_argument("--no-progress", action="store_true",
                    help="do not show the sampler's progress bar")
-    p.add_argument("--plots", metavar="DIR", default=None,
-                   help="also write diagnostic plots trace.png, rank.png and ppc.png into DIR "
-                        "(created if needed)")
+    _plots_arg(p)
     p.set_defaults(func=_cmd_fit)
 
     # ------------------------------------------------------------- summary
@@ -209,11 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "table of the inferred parameters."),
     )
     p.add_argument("fit", metavar="FIT", help="NetCDF fit written by 'nvppl fit'")
+    _plots_arg(p)
+    p.set_defaults(func=_cmd_summary)
+    return parser
+
+
+def _plots_arg(p):
     p.add_argument("--plots", metavar="DIR", default=None,
                    help="also write diagnostic plots trace.png, rank.png and ppc.png into DIR "
                         "(created if needed)")
-    p.set_defaults(func=_cmd_summary)
-    return parser
 
 
 def _graph_spec_args(p):

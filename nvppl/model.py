@@ -298,12 +298,7 @@ class VesicleModel:
         candidates, docking probability 0.2, no absorption, decay probability 0.05
         (countdown: ``τ₀ ~ Gamma(2, 0.1)``), content ~ Normal(0, 1).
         """
-        values = {}
-        for name in PARAM_FIELDS:
-            if self.field_shape(name) is None:
-                continue
-            values[name] = self.fixed.get(name, self._default_value(name))
-        return Params(**values)
+        return self.params_with({})
 
     def sample_params(self, key) -> Params:
         """Draw parameters from the priors (fixed fields keep their values).
@@ -345,8 +340,8 @@ class VesicleModel:
         for name in PARAM_FIELDS:
             shape = self.field_shape(name)
             if shape is not None and name not in out:
-                out[name] = np.broadcast_to(self.fixed[name] if name in self.fixed else self._default_value(name),
-                                            lead + shape)
+                value = self.fixed[name] if name in self.fixed else self._default_value(name)
+                out[name] = np.array(np.broadcast_to(value, lead + shape))
         return Params(**out)
 
     def check_params(self, params: Params) -> Params:
