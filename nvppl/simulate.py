@@ -72,13 +72,19 @@ def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariat
         User covariates ``F``: ``(n, p)``, ``(n_steps, n, p)`` or
         ``(n_runs, n_steps, n, p)``.
     backend : {"auto", "numpyro", "compiled"}
-        ``"numpyro"`` runs :func:`nvppl.programs.life_cycle`; ``"auto"`` picks
-        the fastest available backend.
+        ``"compiled"`` runs the compiled core (:mod:`nvppl.smc`): one task per
+        (run, birth step), each vesicle followed from birth to removal, tasks in
+        parallel over threads with one random stream each; no capacity limit.
+        ``"numpyro"`` runs :func:`nvppl.programs.life_cycle`. ``"auto"`` (the
+        default) is the compiled core. Both draw from the same distribution but
+        not the same numbers.
     n_threads : int, optional
-        Threads for the compiled backend (ignored by the NumPyro backend).
+        Threads of the compiled backend (default: every core; the result does
+        not depend on it). Ignored by the NumPyro backend.
     capacity : int, optional
-        Vesicle slots per run for the NumPyro backend (default: from the
+        Vesicle slots per run of the NumPyro backend (default: from the
         parameters with a wide margin, see :func:`nvppl.programs.default_capacity`).
+        The compiled backend has no such limit and takes no capacity.
 
     Returns
     -------
@@ -99,13 +105,18 @@ def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariat
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "compiled":
-        raise ValueError("the compiled backend is not part of this build; use backend='numpyro' (or 'auto')")
-    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer))
+                                  or n_threads < 1):
         raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
     n_steps, n_runs = _count(n_steps, "n_steps"), _count(n_runs, "n_runs")
     params = model.check_params(params)
     F = model_features(model, covariates, n_runs, n_steps)
+    if backend in ("auto", "compiled"):
+        if capacity is not None:
+            raise ValueError("capacity applies to backend='numpyro' only; the compiled backend has no capacity limit")
+        from .smc._compiled import simulate_compiled
+
+        return simulate_compiled(model, params, F, n_steps, n_runs, key, n_threads)
     if capacity is None:
         capacity = default_capacity(model, params, F, n_steps)
     capacity = _count(capacity, "capacity")

@@ -94,7 +94,8 @@ class Traces:
         v["content"] = content
         tau0 = vesicles.get("tau0")
         v["tau0"] = None if tau0 is None else np.asarray(tau0, dtype=np.float64)
-        s = {k: np.asarray(steps[k], dtype=np.int64) for k in ("vrow", "step", "node_from", "node_to", "docked")}
+        s = {k: np.asarray(steps[k], dtype=np.int64) for k in ("vrow", "step", "node_from", "node_to")}
+        s["docked"] = np.asarray(steps["docked"])
         if features is not None and np.shape(features)[-1] == 0:
             features = None  # no covariates
         self._features = None if features is None else \
@@ -106,9 +107,11 @@ class Traces:
             if i is not None:
                 raise TraceError("internal: steps must be grouped by vesicle")
             chk.check_steps(v, s, substrate, self.n_steps)
+        elif "slot" in steps:  # trusted producer (the compiled core) knows the slots
+            s["slot"] = np.asarray(steps["slot"], dtype=np.int64)
         else:
             s["slot"] = substrate.slot_of(s["node_from"], s["node_to"])
-        s["docked"] = s["docked"].astype(bool)
+        s["docked"] = s["docked"].astype(bool, copy=False)
         self._v, self._s = v, s
 
     # ---------------------------------------------------------------- basics
@@ -116,6 +119,11 @@ class Traces:
     def content_dim(self) -> int:
         """Content dimension ``d_c``."""
         return int(self._v["content"].shape[1])
+
+    @property
+    def n_vesicle_steps(self) -> int:
+        """Number of vesicle-steps over all runs (``len(self.steps)``, without building the table)."""
+        return len(self._s["step"])
 
     @property
     def n_vesicles(self) -> int:

@@ -1,8 +1,9 @@
-"""Statistical checks of the NumPyro simulator against the model's definition.
+"""Statistical checks of both simulators (compiled core and NumPyro program)
+against the model's definition.
 
 Each test compares simulated frequencies with the probabilities of DESIGN §1.3
-computed in the test (not with nvppl's kernels). Tests are at level 0.001
-(chi-square or z-tests as stated), with fixed seeds.
+computed in the test (not with nvppl's kernels), once per backend. Tests are at
+level 0.001 (chi-square or z-tests as stated), with fixed seeds.
 """
 
 import jax
@@ -18,6 +19,7 @@ from nvppl.programs import life_cycle
 from nvppl.simulate import records_to_traces
 
 ALPHA = 1e-3
+BACKENDS = ["compiled", "numpyro"]
 GRAPH = nx.DiGraph([(0, 1), (0, 2), (1, 2), (2, 0), (2, 3), (3, 0)])
 
 
@@ -25,9 +27,9 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-@pytest.fixture(scope="module")
-def covariate_case():
-    """A two-type model with covariates, content and finite budgets."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def covariate_case(request):
+    """A two-type model with covariates, content and finite budgets (per backend)."""
     sub = nv.Substrate.from_networkx(GRAPH)
     model = nv.VesicleModel(sub, n_types=2, covariate_dim=1, content_dim=2, budget=[2, np.inf])
     rng = np.random.default_rng(5)
@@ -38,23 +40,24 @@ def covariate_case():
         a=np.array([0.0, 0.05, 0.1, 0.0]), delta=np.array([0.1, 0.05]),
         content_mean=np.array([[1.0, -1.0], [0.0, 2.0]]), content_B=np.array([[[0.5, 0.0]], [[0.0, -1.0]]]),
         content_scale=np.array([[0.5, 1.0], [2.0, 0.3]]))
-    traces = nv.simulate(model, params, n_steps=60, n_runs=3, key=11, covariates=F)
-    return model, params, F, traces
+    traces = nv.simulate(model, params, n_steps=60, n_runs=3, key=11, covariates=F, backend=request.param)
+    return model, params, F, traces, request.param
 
 
 def test_same_key_same_traces_and_different_keys_differ(covariate_case):
-    model, params, F, traces = covariate_case
-    again = nv.simulate(model, params, n_steps=60, n_runs=3, key=11, covariates=F)
+    model, params, F, traces, backend = covariate_case
+    kw = dict(n_steps=60, n_runs=3, covariates=F, backend=backend)
+    again = nv.simulate(model, params, key=11, **kw)
     assert traces.vesicles.equals(again.vesicles) and traces.steps.equals(again.steps)
-    other = nv.simulate(model, params, n_steps=60, n_runs=3, key=12, covariates=F)
+    other = nv.simulate(model, params, key=12, **kw)
     assert not traces.steps.equals(other.steps)
-    jax_key = nv.simulate(model, params, n_steps=60, n_runs=3, key=jax.random.PRNGKey(11), covariates=F)
+    jax_key = nv.simulate(model, params, key=jax.random.PRNGKey(11), **kw)
     assert traces.steps.equals(jax_key.steps)
 
 
 def test_emission_counts_are_poisson_with_the_model_rate(covariate_case):
     """Births per (run, step, node, type): dispersion chi-square against λ = r_max σ(X·u)."""
-    model, params, F, traces = covariate_case
+    model, params, F, traces, backend = covariate_case
     X = np.concatenate([np.ones(F.shape[:-1] + (1,)), F], -1)
     lam = params.r_max * sigmoid(X @ params.u.T)  # (R, T, n, K)
     births = np.zeros_like(lam)
@@ -73,7 +76,7 @@ def test_emission_counts_are_poisson_with_the_model_rate(covariate_case):
 
 def test_content_at_birth_is_normal_around_the_regression(covariate_case):
     """Standardised content residuals have mean 0 and variance 1 (z-tests)."""
-    model, params, F, traces = covariate_case
+    model, params, F, traces, backend = covariate_case
     v = traces.vesicles
     c = v[["content_0", "content_1"]].to_numpy()
     f = F[v.run, v.birth_step, v.birth_node.astype(int)]  # (N, 1)
@@ -87,7 +90,7 @@ def test_content_at_birth_is_normal_around_the_regression(covariate_case):
 
 def test_moves_follow_T(covariate_case):
     """Move counts from each node follow the row T[type, node] (chi-square per row, pooled)."""
-    model, params, F, traces = covariate_case
+    model, params, F, traces, backend = covariate_case
     sub = model.substrate
     s = traces.steps.merge(traces.vesicles[["run", "vesicle", "type"]], on=["run", "vesicle"])
     stat, dof = 0.0, 0
@@ -105,7 +108,7 @@ def test_moves_follow_T(covariate_case):
 
 def test_docking_probability_matches(covariate_case):
     """Docks versus the sum of σ(X·w + c·w_c) over trials, per type (z-test)."""
-    model, params, F, traces = covariate_case
+    model, params, F, traces, backend = covariate_case
     s = traces.steps.merge(traces.vesicles, on=["run", "vesicle"])
     X = np.concatenate([np.ones((len(s), 1)), F[s.run, s.step, s.node_to.astype(int)]], 1)
     c = s[["content_0", "content_1"]].to_numpy()
@@ -119,7 +122,7 @@ def test_docking_probability_matches(covariate_case):
 
 def test_budgets_absorption_and_decay(covariate_case):
     """Depletion exactly at the budget; absorption and decay rates among the vesicle-steps at risk."""
-    model, params, F, traces = covariate_case
+    model, params, F, traces, backend = covariate_case
     v, s = traces.vesicles, traces.steps
     docks = s.groupby(["run", "vesicle"]).docked.sum()
     v = v.set_index(["run", "vesicle"]).join(docks.rename("docks")).fillna({"docks": 0})
@@ -149,14 +152,15 @@ def test_budgets_absorption_and_decay(covariate_case):
         assert abs(z) < stats.norm.isf(ALPHA / 4)
 
 
-def test_tilted_migration_follows_the_score():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tilted_migration_follows_the_score(backend):
     """With tilt, moves follow T·exp(γ q) normalised over candidates (chi-square on aggregated expected counts)."""
     sub = nv.Substrate.from_networkx(GRAPH)
     model = nv.VesicleModel(sub, n_types=1, covariate_dim=1, content_dim=1, tilt=True, gamma=1.5)
     F = np.random.default_rng(2).normal(size=(2, 80, 4, 1))
     params = model.default_params().replace(v=np.array([[0.8]]), Q=np.array([[[1.0], [-1.0], [0.5], [0.0]]]),
                                             w=np.array([[-3.0, 0.0]]))
-    traces = nv.simulate(model, params, n_steps=80, n_runs=2, key=3, covariates=F)
+    traces = nv.simulate(model, params, n_steps=80, n_runs=2, key=3, covariates=F, backend=backend)
     s = traces.steps.merge(traces.vesicles, on=["run", "vesicle"])
     observed = np.zeros((4, 3))
     expected = np.zeros((4, 3))
@@ -173,12 +177,13 @@ def test_tilted_migration_follows_the_score():
     assert stats.chi2.sf(stat, dof) > ALPHA
 
 
-def test_countdown_initial_lifetimes_are_gamma():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_countdown_initial_lifetimes_are_gamma(backend):
     """tau0 at birth ~ Gamma(shape, rate): Kolmogorov-Smirnov test."""
     sub = nv.Substrate.from_networkx(nx.cycle_graph(3))
     model = nv.VesicleModel(sub, n_types=1, lifetime="countdown", sigma_tau=0.5, priors={"a": 0.0})
     params = model.default_params().replace(shape=np.array([3.0]), rate=np.array([0.5]), w=np.array([[-30.0]]))
-    traces = nv.simulate(model, params, n_steps=50, n_runs=2, key=1)
+    traces = nv.simulate(model, params, n_steps=50, n_runs=2, key=1, backend=backend)
     tau0 = traces.vesicles.tau0.to_numpy()
     assert stats.kstest(tau0, stats.gamma(a=3.0, scale=2.0).cdf).pvalue > ALPHA
     # with lifetime noise the lifetime differs from ceil(tau0) for some vesicles
@@ -187,12 +192,13 @@ def test_countdown_initial_lifetimes_are_gamma():
     assert np.any(lived != np.ceil(done.tau0.to_numpy()))
 
 
-def test_sinks_remove_vesicles_and_have_no_step_row():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sinks_remove_vesicles_and_have_no_step_row(backend):
     """A vesicle at a sink is removed at its next step with cause 'sink' and no step row for that step."""
     sub = nv.Substrate.from_networkx(nx.DiGraph([(0, 1), (1, 2)]), allow_stay=False)
     model = nv.VesicleModel(sub, n_types=1, priors={"a": 0.0})
     params = model.default_params().replace(delta=np.array([0.0]), w=np.array([[-30.0]]))
-    traces = nv.simulate(model, params, n_steps=10, n_runs=1, key=0)
+    traces = nv.simulate(model, params, n_steps=10, n_runs=1, key=0, backend=backend)
     v, s = traces.vesicles, traces.steps
     done = v[v.death_cause != "censored"]
     assert (done.death_cause == "sink").all() and len(done) > 5
@@ -208,7 +214,9 @@ def test_capacity_overflow_is_an_error_not_a_truncation():
     sub = nv.Substrate.from_networkx(nx.cycle_graph(3))
     model = nv.VesicleModel(sub, n_types=1)
     with pytest.raises(nv.CapacityError, match=r"capacity=\d+"):
-        nv.simulate(model, model.default_params(), n_steps=30, n_runs=1, key=0, capacity=4)
+        nv.simulate(model, model.default_params(), n_steps=30, n_runs=1, key=0, capacity=4, backend="numpyro")
+    with pytest.raises(ValueError, match="no capacity limit"):
+        nv.simulate(model, model.default_params(), n_steps=30, n_runs=1, key=0, capacity=4, backend="compiled")
 
 
 def test_program_runs_under_predictive_and_its_statistics_match_the_traces():
