@@ -164,9 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "model.sample_params(SEED) instead of using the spec's 'params' section "
                         "(fixed values in the priors are kept); the simulation then uses a key "
                         "derived from SEED")
+    p.add_argument("--backend", choices=("auto", "compiled", "numpyro"), default="auto",
+                   help="simulator: the compiled core ('compiled', which 'auto' picks) or the NumPyro "
+                        "program ('numpyro'); both draw from the same distribution")
+    p.add_argument("--threads", type=_int_arg(1), default=None, metavar="N",
+                   help="threads of the compiled backend (default: every core); the traces do not "
+                        "depend on it")
     p.add_argument("--capacity", type=_int_arg(1), default=None, metavar="N",
-                   help="vesicle slots per run (default: chosen from the parameters with a wide "
-                        "margin); raise it if the simulation reports an overflow")
+                   help="vesicle slots per run of the NumPyro backend (default: chosen from the "
+                        "parameters with a wide margin); raise it if the simulation reports an "
+                        "overflow. The compiled backend has no such limit")
     p.set_defaults(func=_cmd_simulate)
 
     # ----------------------------------------------------------------- fit
@@ -613,9 +620,12 @@ def _cmd_simulate(args) -> int:
     else:
         params = spec_params(model, spec["params"], spec_path=args.spec)
         key = args.seed
+    if args.capacity is not None and args.backend != "numpyro":
+        raise CLIError("--capacity applies to --backend numpyro only (the compiled backend has no capacity "
+                       "limit)")
     try:
         traces = simulate(model, params, n_steps=args.steps, n_runs=args.runs, key=key,
-                          capacity=args.capacity)
+                          capacity=args.capacity, backend=args.backend, n_threads=args.threads)
     except errors.CapacityError as exc:
         raise CLIError(f"{_text(exc).split('; nothing was truncated')[0]}; nothing was written: "
                        "rerun with a larger --capacity") from None

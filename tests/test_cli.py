@@ -108,6 +108,21 @@ def test_simulate_is_reproducible_and_uses_params(work, tmp_path):
     assert set(ves.death_cause) == {"expired"}
 
 
+def test_simulate_backends_threads_and_capacity(work, tmp_path):
+    base = ["simulate", "--graph", work["graph"], "--spec", work["spec"], "--steps", 15, "--seed", 2]
+    one, two = tmp_path / "one.nc", tmp_path / "two.nc"
+    assert run(base + ["-o", one, "--threads", 1])[0] == 0
+    assert run(base + ["-o", two, "--threads", 2, "--backend", "compiled"])[0] == 0
+    sub = substrate_of(work["graph"])
+    assert nv.Traces.from_netcdf(one, sub).steps.equals(nv.Traces.from_netcdf(two, sub).steps)
+    small = tmp_path / "small.nc"
+    assert_error(run(base + ["-o", small, "--backend", "numpyro", "--capacity", 2]),
+                 "--capacity", "nothing was written")
+    assert_error(run(base + ["-o", small, "--capacity", 2]), "--capacity applies to --backend numpyro")
+    assert not small.exists()
+    assert run(base + ["-o", small, "--backend", "numpyro"])[0] == 0
+
+
 def test_simulate_graphml_covariates_from_prior(tmp_path):
     G = nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a")])
     for i, node in enumerate(sorted(G)):

@@ -432,7 +432,7 @@ def direct_statistics(tr):
 
 
 # ============================================== a small pool of simulated models
-SMALL_STEPS, SMALL_RUNS, CAPACITY = 12, 2, 128
+SMALL_STEPS, SMALL_RUNS = 12, 2
 
 
 def _pool():
@@ -468,8 +468,7 @@ def _simulate(name, seed, x):
     if model.covariate_dim:
         rng = np.random.default_rng(seed)
         F = rng.normal(size=(SMALL_RUNS, SMALL_STEPS, model.n_nodes, model.covariate_dim))
-    return nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=seed, covariates=F,
-                       capacity=CAPACITY)
+    return nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=seed, covariates=F)
 
 
 # =========================================================== simulated traces
@@ -725,7 +724,7 @@ def test_simulate_without_any_vesicle():
     model = POOL["cov_content2"]
     p = model.default_params().replace(u=np.array([[-60.0, 0.0], [-60.0, 0.0]]))
     F = np.zeros((SMALL_RUNS, SMALL_STEPS, 3, 1))
-    tr = nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=0, covariates=F, capacity=CAPACITY)
+    tr = nv.simulate(model, p, n_steps=SMALL_STEPS, n_runs=SMALL_RUNS, key=0, covariates=F)
     assert tr.n_vesicles == 0 and tr.counts().sum() == 0
 
 

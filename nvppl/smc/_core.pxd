@@ -21,6 +21,14 @@ cdef struct Rng:
     int has_spare       # 1 when ``spare`` holds an unused deviate
 
 
+cdef struct Slot:
+    # One entry of Walker's alias table of a row T_κ[i, ·], packed with the
+    # destinations so that a move touches one cache line.
+    double prob         # keep this slot with this probability ...
+    int32_t dest        # (its node)
+    int32_t alias       # ... else take this slot
+
+
 cdef struct Model:
     # ---- sizes and options
     int n               # nodes
@@ -35,8 +43,7 @@ cdef struct Model:
     const int32_t* cand     # (n, M) candidate node per slot, -1 padded
     const int32_t* ncand    # (n,) number of candidates; 0 for a sink
     # ---- migration, per (type, node, slot)
-    const double* aprob     # (K, n, M) alias-method acceptance probability of each slot (untilted sampling)
-    const int32_t* alias    # (K, n, M) alias-method alternative slot (Walker/Vose tables of T_κ rows)
+    const Slot* slots       # (K, n, M) alias tables of the rows of T_κ (untilted sampling)
     const double* logT      # (K, n, M) log T_κ (tilted sampling; -inf off the graph)
     # ---- tables over (run, step, node, type); a shared axis has stride 0
     Py_ssize_t tab_r        # stride of the run axis (elements), 0 when shared by all runs
@@ -85,10 +92,13 @@ cdef struct VesRec:
     int32_t nsteps      # steps rows (moves made)
     int32_t cause       # 0 censored, 1 expired, 2 absorbed, 3 depleted, 4 sink
     double tau0         # initial lifetime (countdown)
+    double tau_init     # lifetime state at birth (countdown τ0, or geometric decay trials)
+    Py_ssize_t start    # first of its moves in the cohort's move buffer
 
 
 cdef struct StepRec:
     # One move of a simulated vesicle; node_from is the previous move's node_to.
+    # A vesicle's moves are contiguous in its cohort's buffer (VesRec.start).
     int32_t node_to
     int16_t slot        # candidate slot of the move
     uint8_t docked

@@ -32,6 +32,7 @@ from libc.string cimport memcpy, memset
 cnp.import_array()
 
 cdef enum:
+    LANES = 8           # vesicles followed at once by a simulation task
     # random-stream domains
     DOM_SIM = 1
     DOM_PF = 2
@@ -201,7 +202,7 @@ cdef inline char* buf_push(Buf* b, Py_ssize_t count) noexcept nogil:
 
 
 # --------------------------------------------------------------------------- the model
-def _alias_tables(double[:, :, ::1] T, int32_t[::1] ncand, double[:, :, ::1] prob, int32_t[:, :, ::1] alias):
+def _alias_tables(const double[:, :, ::1] T, const int32_t[::1] ncand, double[:, :, ::1] prob, int32_t[:, :, ::1] alias):
     """Walker's alias tables (Vose's construction) of every row ``T[κ, i, :ncand[i]]``:
     slot ``s`` drawn uniformly is kept with probability ``prob[κ, i, s]``, else
     replaced by ``alias[κ, i, s]`` — an O(1) draw from the row (eq. 15)."""
@@ -267,11 +268,15 @@ cdef class CoreModel:
         cdef int Rr, Tt
         self.arrays = {}
         Tm = np.ascontiguousarray(a["T"], dtype=np.float64)
-        self.arrays["aprob"] = np.zeros((K, n, max(M, 1)), np.float64)
-        self.arrays["alias"] = np.zeros((K, n, max(M, 1)), np.int32)
+        aprob = np.zeros((K, n, max(M, 1)), np.float64)
+        alias = np.zeros((K, n, max(M, 1)), np.int32)
         if M:
-            _alias_tables(Tm, np.ascontiguousarray(a["ncand"], dtype=np.int32), self.arrays["aprob"],
-                          self.arrays["alias"])
+            _alias_tables(Tm, np.ascontiguousarray(a["ncand"], dtype=np.int32), aprob, alias)
+        slots = np.zeros((K, n, max(M, 1)), dtype=_dtype_slot())
+        slots["prob"], slots["alias"] = aprob, alias
+        if M:
+            slots["dest"] = np.asarray(a["cand"], dtype=np.int32)[None]
+        self.arrays["slots"] = slots
         specs = {
             "cand": np.int32, "ncand": np.int32, "logT": np.float64, "lam": np.float64,
             "elam": np.float64, "dock": np.float64, "score": np.float64, "cloc": np.float64,
@@ -295,8 +300,7 @@ cdef class CoreModel:
         self.m.tab_r = Tt * n * K if Rr > 1 else 0
         self.m.cand = <const int32_t*>cnp.PyArray_DATA(self.arrays["cand"])
         self.m.ncand = <const int32_t*>cnp.PyArray_DATA(self.arrays["ncand"])
-        self.m.aprob = <const double*>cnp.PyArray_DATA(self.arrays["aprob"])
-        self.m.alias = <const int32_t*>cnp.PyArray_DATA(self.arrays["alias"])
+        self.m.slots = <const Slot*>cnp.PyArray_DATA(self.arrays["slots"])
         self.m.logT = <const double*>cnp.PyArray_DATA(self.arrays["logT"])
         self.m.lam = <const double*>cnp.PyArray_DATA(self.arrays["lam"])
         self.m.elam = <const double*>cnp.PyArray_DATA(self.arrays["elam"])
@@ -381,6 +385,7 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
     cdef Py_ssize_t base = (<Py_ssize_t>k * m.n + i) * m.M
     cdef Py_ssize_t tb = tab(m, r, t)
     cdef double u, mx, z, tot, acc, p, a
+    cdef const Slot* sl
     if nc == 0:
         return 4
     s = nc - 1
@@ -389,8 +394,11 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
         s = <int>u
         if s >= nc:
             s = nc - 1
-        if u - s >= m.aprob[base + s]:
-            s = m.alias[base + s]
+        sl = &m.slots[base + s]
+        if u - s >= sl.prob:
+            s = sl.alias
+            sl = &m.slots[base + s]
+        dest = sl.dest
     else:
         mx = -INFINITY
         for s in range(nc):
@@ -406,7 +414,7 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
             acc += exp(tilt_logit(m, base, s, m.cand[i * m.M + s], tb, k, v.content) - mx)
             if u < acc:
                 break
-    dest = m.cand[i * m.M + s]
+        dest = m.cand[i * m.M + s]
     v.node = dest
     slot_out[0] = s
     p = m.dock[tb + dest * m.K + k]
@@ -416,7 +424,7 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
         p = 1.0 / (1.0 + exp(-p))
     docked = uniform(g) < p
     docked_out[0] = docked
-    if docked and v.left > 0:
+    if v.left > 0 and docked:
         v.left -= 1
         if v.left == 0:
             return 3
@@ -438,19 +446,32 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
 
 # --------------------------------------------------------------------------- simulation
 cdef int simulate_cohort(const Model* m, uint64_t key, Py_ssize_t r, Py_ssize_t t, Py_ssize_t T,
-                         Buf* ves, Buf* content, Buf* steps) noexcept nogil:
-    """Emit the vesicles of run r, step t and follow each to its end. 0, or -1 when out of memory."""
+                         Buf* ves, Buf* content, Buf* steps, StepRec* lane_steps) noexcept nogil:
+    """Emit the vesicles of run r, step t and follow each to its end. 0, or -1 when out of memory.
+
+    All births are drawn first (records in birth order). The lives are then
+    followed in ``LANES`` interleaved lanes, one vesicle per lane, so that the
+    memory accesses of independent vesicles overlap; a lane collects its
+    vesicle's moves in ``lane_steps`` (``LANES × T`` records) and appends them
+    to ``steps`` when the vesicle is removed or censored, recording where they
+    start. The result does not depend on the lane count's timing, only on the
+    stream.
+    """
     cdef Rng g
     cdef Vesicle v
-    cdef int i, k, slot, docked, cause
-    cdef int32_t ns
+    cdef Vesicle lv[LANES]
+    cdef Py_ssize_t lidx[LANES]
+    cdef Py_ssize_t lstep[LANES]
+    cdef int32_t lns[LANES]
+    cdef int i, k, l, slot, docked, cause, active
     cdef int64_t nb, b
-    cdef double tau0
-    cdef Py_ssize_t tb = tab(m, r, t), s, vi
+    cdef Py_ssize_t tb = tab(m, r, t), vi, nves, nxt
     cdef VesRec* rec
     cdef StepRec* st
+    cdef char* out
     cdef double* c
     rng_seed(&g, key, DOM_SIM, <uint64_t>r, <uint64_t>t, 0)
+    # 1. births (eq. 9-13, 37)
     for i in range(m.n):
         for k in range(m.K):
             nb = poisson_draw(&g, m.lam[tb + i * m.K + k], m.elam[tb + i * m.K + k])
@@ -463,32 +484,78 @@ cdef int simulate_cohort(const Model* m, uint64_t key, Py_ssize_t r, Py_ssize_t 
                     return -1
                 v.content = c
                 birth(m, &g, r, t, i, k, &v, 1)
-                tau0 = v.tau if m.lifetime == 1 else 0.0
-                cause = 0
-                ns = 0
-                s = t
-                while s < T:
-                    cause = vstep(m, &g, r, s, &v, &slot, &docked, 1)
-                    if cause == 4:
-                        break
-                    st = <StepRec*>buf_push(steps, 1)
-                    if st == NULL:
-                        return -1
-                    st.node_to = v.node
-                    st.slot = <int16_t>slot
-                    st.docked = <uint8_t>docked
-                    ns += 1
-                    if cause:
-                        break
-                    s += 1
                 rec = <VesRec*>ves.data + vi
                 rec.vtype = k
                 rec.node = i
-                rec.tau0 = tau0
-                rec.cause = cause
-                rec.death = <int32_t>(s if cause else T - 1)
-                rec.nsteps = ns
+                rec.tau_init = v.tau
+                rec.tau0 = v.tau if m.lifetime == 1 else 0.0
+    # 2. lives, interleaved over lanes (the content buffer no longer moves)
+    nves = ves.size
+    nxt = 0
+    active = 0
+    for l in range(LANES):
+        lidx[l] = -1
+        if nxt < nves:
+            lane_load(m, ves, content, nxt, t, &lv[l], &lidx[l], &lstep[l], &lns[l])
+            nxt += 1
+            active += 1
+    while active:
+        for l in range(LANES):
+            if lidx[l] < 0:
+                continue
+            cause = vstep(m, &g, r, lstep[l], &lv[l], &slot, &docked, 1)
+            if cause != 4:
+                st = &lane_steps[l * T + lns[l]]
+                st.node_to = lv[l].node
+                st.slot = <int16_t>slot
+                st.docked = <uint8_t>docked
+                lns[l] += 1
+            if cause == 0 and lstep[l] < T - 1:
+                lstep[l] += 1
+                continue
+            # removed (cause > 0) or censored after the last step: flush the lane
+            rec = <VesRec*>ves.data + lidx[l]
+            rec.cause = cause
+            rec.death = <int32_t>(lstep[l] if cause else T - 1)
+            rec.nsteps = lns[l]
+            rec.start = steps.size
+            if lns[l]:
+                out = buf_push(steps, lns[l])
+                if out == NULL:
+                    return -1
+                memcpy(out, &lane_steps[l * T], lns[l] * sizeof(StepRec))
+            if nxt < nves:
+                lane_load(m, ves, content, nxt, t, &lv[l], &lidx[l], &lstep[l], &lns[l])
+                nxt += 1
+            else:
+                lidx[l] = -1
+                active -= 1
     return 0
+
+
+cdef inline void lane_load(const Model* m, Buf* ves, Buf* content, Py_ssize_t q, Py_ssize_t t, Vesicle* v,
+                           Py_ssize_t* idx, Py_ssize_t* step, int32_t* ns) noexcept nogil:
+    """Put vesicle q of the cohort (born in step t) into a lane."""
+    cdef VesRec* rec = <VesRec*>ves.data + q
+    v.node = rec.node
+    v.vtype = rec.vtype
+    v.left = m.budget[rec.vtype]
+    v.tau = rec.tau_init
+    v.content = <double*>content.data + q * m.dc
+    idx[0] = q
+    step[0] = t
+    ns[0] = 0
+
+
+cdef int run_cohort(const Model* m, uint64_t key, Py_ssize_t r, Py_ssize_t t, Py_ssize_t T, Buf* b) noexcept nogil:
+    """simulate_cohort with its lane scratch (``LANES × T`` move records)."""
+    cdef StepRec* lane_steps = <StepRec*>malloc(LANES * T * sizeof(StepRec))
+    cdef int status
+    if lane_steps == NULL:
+        return -1
+    status = simulate_cohort(m, key, r, t, T, &b[0], &b[1], &b[2], lane_steps)
+    free(lane_steps)
+    return status
 
 
 def simulate(CoreModel cm, uint64_t key, int n_runs, int n_steps, int n_threads, dict timings=None):
@@ -512,8 +579,7 @@ def simulate(CoreModel cm, uint64_t key, int n_runs, int n_steps, int n_threads,
     t0 = time.perf_counter()
     try:
         for task in prange(ntask, nogil=True, num_threads=n_threads, schedule="dynamic"):
-            if simulate_cohort(m, key, task // T, task % T, T, &bufs[3 * task], &bufs[3 * task + 1],
-                               &bufs[3 * task + 2]) != 0:
+            if run_cohort(m, key, task // T, task % T, T, &bufs[3 * task]) != 0:
                 failed = 1
         if failed:
             raise MemoryError("out of memory while simulating")
@@ -588,9 +654,9 @@ cdef void _assemble(Buf* bufs, Py_ssize_t ntask, Py_ssize_t T, int dc, int64_t[:
                 vrow[so] = row
                 step[so] = t + e
                 node_from[so] = prev
-                node_to[so] = sr[so - scount[task]].node_to
-                slot[so] = sr[so - scount[task]].slot
-                docked[so] = sr[so - scount[task]].docked
+                node_to[so] = sr[vr[q].start + e].node_to
+                slot[so] = sr[vr[q].start + e].slot
+                docked[so] = sr[vr[q].start + e].docked
                 prev = node_to[so]
                 so = so + 1
 
@@ -959,6 +1025,11 @@ def pf_replay(CoreModel cm, uint64_t key, int run, int n_steps, int32_t[::1] lin
         buf_free(&rec.steps)
         buf_free(&rec.deaths)
     return births, bcontent.reshape(len(births), dc), moves, deaths
+
+
+def _dtype_slot():
+    return np.dtype({"names": ["prob", "dest", "alias"], "formats": [np.float64, np.int32, np.int32],
+                     "offsets": [0, 8, 12], "itemsize": sizeof(Slot)})
 
 
 def _dtype_birth():
