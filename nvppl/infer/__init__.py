@@ -1,18 +1,21 @@
 """Inference for vesicle models.
 
 :func:`fit` dispatches on the method: ``"nuts"`` fits fully observed
-:class:`~nvppl.traces.Traces` with NUTS on the exact likelihood. Results are
-:class:`Fit` objects wrapping an ArviZ ``InferenceData``.
+:class:`~nvppl.traces.Traces` with NUTS on the exact likelihood; ``"pmmh"`` fits
+partial :class:`~nvppl.observations.Observations` with particle-marginal
+Metropolis–Hastings on the particle filter's likelihood estimate
+(:mod:`nvppl.infer.pmmh`). Results are :class:`Fit` objects wrapping an ArviZ
+``InferenceData``.
 """
 
 from __future__ import annotations
 
 from .fit import Fit, load_fit
 
-__all__ = ["fit", "Fit", "load_fit", "METHODS"]
+__all__ = ["METHODS", "Fit", "fit", "load_fit"]
 
 #: Inference methods and the data each takes.
-METHODS = {"nuts": "Traces"}
+METHODS = {"nuts": "Traces", "pmmh": "Observations"}
 
 
 def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
@@ -22,26 +25,51 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     ----------
     model : VesicleModel
         The model; its priors say what is inferred and fixed values what is not.
-    data : Traces
-        Fully observed traces (``method="nuts"``).
-    method : {"nuts"}
+    data : Traces or Observations
+        Fully observed traces (``method="nuts"``) or partial observations
+        (``method="pmmh"``).
+    method : {"nuts", "pmmh"}
         ``"nuts"``: the No-U-Turn sampler on the exact trace likelihood.
+        ``"pmmh"``: particle-marginal Metropolis–Hastings — an adaptive Gaussian
+        random walk on the unconstrained parameters whose acceptance ratio
+        ``p̂(y | θ') p(θ') / (p̂(y | θ) p(θ))`` uses the unbiased particle-filter
+        estimate ``p̂`` (:func:`nvppl.smc.particle_filter`) of the proposal and the
+        stored estimate of the current state, so it samples the exact posterior
+        (see :func:`nvppl.infer.pmmh.fit_pmmh`).
     num_samples, num_warmup : int, default 1000
         Draws kept and warm-up iterations per chain.
     num_chains : int, default 4
-        Chains. By default they run one after the other when the likelihood is
-        evaluated on sufficient statistics (compilation dominates), and in
-        parallel over host devices (nvppl exposes one per CPU core) when it runs
-        over many vesicle-steps.
+        Chains. NUTS: by default they run one after the other when the
+        likelihood is evaluated on sufficient statistics (compilation dominates),
+        and in parallel over host devices (nvppl exposes one per CPU core) when it
+        runs over many vesicle-steps. PMMH: one after the other (the filter runs
+        its particles on threads).
     key : int or jax key, default 0
     progress_bar : bool, default True
     chain_method : {"auto", "parallel", "sequential", "vectorized"}, optional
     log_likelihood : bool, default True
-        Compute the per-vesicle log-likelihood of every draw (for LOO).
+        Keep the pointwise log-likelihood of every draw (for LOO): per vesicle
+        (NUTS) or per run and step (PMMH, the filter's increments).
+
+    Other Parameters
+    ----------------
+    n_particles : int, default 256
+        PMMH: particles per likelihood estimate.
+    n_threads : int, optional
+        PMMH: threads of the particle filter.
+    init : dict, Params or Fit, optional
+        PMMH: starting point (default: the prior median); a ``Fit`` (e.g. from
+        ``method="svi"``) also sets the initial proposal covariance.
+    proposal_scale, proposal_cov, target_accept_prob, adapt, dense, max_init_tries
+        PMMH proposal options, see :class:`nvppl.infer.pmmh.PMMH`.
+    covariates, filter_options
+        PMMH: the observed runs' covariates and further options of the particle filter.
     posterior_predictive : bool, default True
         Simulate ``num_ppc`` (default 100) draws per chain and store their summary
         statistics in ``posterior_predictive``.
-    target_accept_prob : float, default 0.8
+    target_accept_prob : float, optional
+        NUTS: default 0.8. PMMH: acceptance rate the proposal scale adapts to
+        (default 0.44 in one dimension, 0.234 otherwise).
     max_tree_depth : int, default 10
     thinning : int, default 1
     dense_mass : bool, optional
@@ -65,6 +93,14 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     ...                    progress_bar=False)
     >>> sorted(fit.idata.groups())[:3]
     ['log_likelihood', 'observed_data', 'posterior']
+
+    Partial observations with PMMH (needs the compiled particle filter):
+
+    >>> obs = traces.observe(counts=True, detection="binomial", p_det=0.8, key=1)
+    >>> fit = nv.infer.fit(model, obs, method="pmmh", num_samples=200, num_warmup=200,
+    ...                    num_chains=2, n_particles=128, progress_bar=False)  # doctest: +SKIP
+    >>> fit.idata.log_likelihood["obs"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'run', 'step')
     """
     from ..model import VesicleModel
 
@@ -72,6 +108,10 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
         raise TypeError(f"model must be an nvppl VesicleModel, got {type(model).__name__}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; available: {sorted(METHODS)}")
+    if method == "pmmh":
+        from .pmmh import fit_pmmh
+
+        return fit_pmmh(model, data, **kwargs)
     from .nuts import fit_nuts
 
     return fit_nuts(model, data, **kwargs)

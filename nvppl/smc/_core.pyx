@@ -796,6 +796,15 @@ cdef inline Rng rng_make(uint64_t key, uint64_t d, uint64_t a, uint64_t b, uint6
     return g
 
 
+def _touched(shape, dtype):
+    """A zeroed array whose pages are written now, by this thread: first-touch page
+    faults inside the parallel loops would serialise the threads on the kernel's
+    memory lock."""
+    out = np.empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
 def pf_run(CoreModel cm, uint64_t key, int run, int n_steps, counts, docks, int detection, double p_det,
            double floor_, int n_particles, int capacity, double ess_frac, int n_threads, bint lineage):
     """Bootstrap particle filter for one run (see :func:`nvppl.smc.particle_filter`).
@@ -825,14 +834,14 @@ def pf_run(CoreModel cm, uint64_t key, int run, int n_steps, counts, docks, int 
     cdef double[::1] lf = np.asarray(
         [0.0] + list(np.cumsum(np.log(np.arange(1, max(C, obs_max) + 1, dtype=np.float64)))), np.float64)
     cdef double[::1] lognf = np.log(np.arange(C + 1, dtype=np.float64) + floor_)
-    cdef int32_t[:, :, ::1] node = np.empty((2, N, C), np.int32)
-    cdef int32_t[:, :, ::1] vtype = np.empty((2, N, C), np.int32)
-    cdef int32_t[:, :, ::1] left = np.empty((2, N, C), np.int32)
-    cdef double[:, :, ::1] tau = np.empty((2, N, C if countdown else 1), np.float64)
-    cdef double[:, :, ::1] content = np.empty((2, N, C * dc if dc else 1), np.float64)
+    cdef int32_t[:, :, ::1] node = _touched((2, N, C), np.int32)
+    cdef int32_t[:, :, ::1] vtype = _touched((2, N, C), np.int32)
+    cdef int32_t[:, :, ::1] left = _touched((2, N, C), np.int32)
+    cdef double[:, :, ::1] tau = _touched((2, N, C if countdown else 1), np.float64)
+    cdef double[:, :, ::1] content = _touched((2, N, C * dc if dc else 1), np.float64)
     cdef int64_t[:, ::1] size = np.zeros((2, N), np.int64)
-    cdef int32_t[:, ::1] cnt = np.zeros((N, nK), np.int32)
-    cdef int32_t[:, ::1] dk = np.zeros((N, nK), np.int32)
+    cdef int32_t[:, ::1] cnt = _touched((N, nK), np.int32)
+    cdef int32_t[:, ::1] dk = _touched((N, nK), np.int32)
     cdef double[::1] lw = np.zeros(N)
     cdef double[::1] incr = np.zeros(N)
     cdef double[::1] W = np.zeros(N)
@@ -855,7 +864,7 @@ def pf_run(CoreModel cm, uint64_t key, int run, int n_steps, counts, docks, int 
     for t in range(T):
         cur = t % 2
         with nogil:
-            for j in prange(N, num_threads=n_threads, schedule="static"):
+            for j in prange(N, num_threads=n_threads, schedule="dynamic"):
                 src = pop_view(node, vtype, left, tau, content, size, 1 - cur, anc[t, j], C, countdown)
                 dst = pop_view(node, vtype, left, tau, content, size, cur, j, C, countdown)
                 g = rng_make(key, DOM_PF, <uint64_t>run, <uint64_t>t, <uint64_t>j)
