@@ -10,7 +10,8 @@ of
   (the wall time of the call, which returns :class:`nvppl.Traces`), best of a few
   repeats; the cost of wrapping the same arrays in ``Traces`` (without and with
   validation) is reported beside it, to show what part of the call is
-  bookkeeping;
+  bookkeeping, and the core's own split of a one-thread call into the
+  simulation proper and the assembly of the int64 trace columns;
 - a vectorised NumPy implementation of the same process (``numpy_simulate``
   below), over all runs at once, that records the step rows (vesicle, step,
   node before, node after, docked) and the vesicle table (run, birth step and
@@ -298,6 +299,22 @@ def main(argv=None):
     print(f"  1 and 2 threads give the same step rows for the same keys: {same}")
     del last  # free the compiled traces before timing NumPy
 
+    # where a one-thread call spends its time: the simulation proper and the assembly of the columns
+    from nvppl.smc import _compiled
+
+    cm = _compiled.core_model(model, params, np.zeros((runs, steps, n, 0)))
+    phases = {"simulate": [], "assemble": []}
+    for r in range(repeats):
+        tm = {}
+        v_cols, s_cols = _compiled.core().simulate(cm, r, runs, steps, 1, tm)
+        n_core = len(s_cols["step"])
+        del v_cols, s_cols
+        for name in phases:
+            phases[name].append(tm[name])
+    sim_s, asm_s = min(phases["simulate"]), min(phases["assemble"])
+    print(f"  one thread, inside the core: simulation {sim_s * 1e3:.1f} ms ({n_core / sim_s / 1e6:.1f} M "
+          f"vesicle-steps/s), assembly of the int64 trace columns {asm_s * 1e3:.1f} ms")
+
     # NumPy reference, same process
     numpy_simulate(kernel, steps, runs, seed=99)  # warm-up (allocates the memory once)
     times, counts, per_run = [], [], []
@@ -332,6 +349,7 @@ def main(argv=None):
         "compiled_1thread_rate": r1, "compiled_2thread_rate": r2,
         "compiled_1thread_s": compiled[1]["seconds"], "compiled_2thread_s": compiled[2]["seconds"],
         "compiled_first_call_s": first_call[1], "traces_wrap_s": wrap_s, "traces_validate_s": validate_s,
+        "core_simulate_s": sim_s, "core_assemble_s": asm_s, "core_simulate_rate": n_core / sim_s,
         "compiled_vesicle_steps": compiled[1]["vesicle_steps"], "threads_identical": same,
         "numpy_rate": np_rate, "numpy_s": best, "numpy_vesicle_steps": counts,
         "compiled_over_numpy": ratio, "speedup_2_threads": speedup,

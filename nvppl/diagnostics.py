@@ -100,6 +100,35 @@ def to_inference_data(model, posterior: dict, sample_stats: dict | None = None, 
     return idata
 
 
+def observations_to_inference_data(model, obs, posterior: dict, sample_stats: dict, loglik_steps=None,
+                                   attrs: dict | None = None):
+    """``arviz.InferenceData`` of a fit to :class:`~nvppl.Observations`.
+
+    Like :func:`to_inference_data`, with the per-run, per-step log-likelihood
+    ``loglik_steps (chain, draw, run, step)`` as variable ``obs`` of the
+    ``log_likelihood`` group and the observed ``counts``/``docks`` (dims run,
+    step, node, type) as ``observed_data``.
+    """
+    az = arviz()
+    coords, dims = _coords_dims(model)
+    coords = {**coords, "run": np.arange(obs.n_runs), "step": np.arange(obs.n_steps)}
+    dims = {**dims, "obs": ["run", "step"], "counts": ["run", "step", "node", "type"],
+            "docks": ["run", "step", "node", "type"]}
+    observed = {k: np.asarray(getattr(obs, k)) for k in ("counts", "docks") if getattr(obs, k) is not None}
+    groups = {"posterior": posterior, "sample_stats": sample_stats, "observed_data": observed}
+    if loglik_steps is not None:
+        groups["log_likelihood"] = {"obs": loglik_steps}
+    used = {d for g in groups.values() for name in g for d in dims.get(name, [])}
+    idata = az.from_dict(**groups, coords={k: v for k, v in coords.items() if k in used},
+                         dims={k: v for k, v in dims.items() if any(k in g for g in groups.values())})
+    for k, v in (attrs or {}).items():
+        idata.posterior.attrs[k] = v
+    if obs.p_det is not None:
+        idata.observed_data.attrs["p_det"] = obs.p_det
+    idata.observed_data.attrs["detection"] = obs.detection
+    return idata
+
+
 # ---------------------------------------------------------------- PPC
 @dataclass
 class PPCResult:

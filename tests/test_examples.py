@@ -14,6 +14,8 @@ TINY = {
     "covariates_and_content.py": ["--steps", "15", "--runs", "1", "--samples", "50", "--warmup", "50",
                                   "--no-progress"],
     "calibration.py": ["--sims", "4", "--steps", "10", "--samples", "9", "--warmup", "20"],
+    "partial_observations.py": ["--steps", "10", "--runs", "1", "--samples", "50", "--warmup", "50",
+                                "--particles", "64"],
 }
 
 

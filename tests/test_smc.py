@@ -129,7 +129,8 @@ def test_zero_probability_observations_name_the_step_and_node():
     counts = np.array(obs.counts)
     counts[0, 3, 1, 0] = 40  # far more vesicles than any particle can hold
     bad = nv.Observations(counts=counts, detection="exact")
-    with pytest.raises(nv.ObservationError, match=r"run 0, step 3: .*count 40 at node 1, type 0 is impossible for 64 of the 64"):
+    with pytest.raises(nv.ObservationError,
+                       match=r"run 0, step 3: .*count 40 at node 1, type 0 is impossible for 64 of the 64"):
         nv.smc.particle_filter(model, params, bad, n_particles=64, key=0)
 
 

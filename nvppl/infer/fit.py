@@ -30,7 +30,11 @@ class Fit:
         works), ``posterior_predictive`` and ``observed_data`` (summary
         statistics: ``occupancy``, ``dock_rate``, ``lifetime_hist``,
         ``path_length``). The model specification is stored in
-        ``idata.posterior.attrs["nvppl_model"]``.
+        ``idata.posterior.attrs["nvppl_model"]``. A PMMH fit to
+        :class:`~nvppl.Observations` has instead the variable ``obs`` (dims
+        ``run, step``: the stored log-likelihood increments of the particle
+        filter) in ``log_likelihood``, the observed ``counts``/``docks`` in
+        ``observed_data``, and no ``posterior_predictive``.
     model : VesicleModel
     method : str
 

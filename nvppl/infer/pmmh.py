@@ -50,6 +50,7 @@ from numpyro.infer.util import get_potential_fn, transform_fn
 from numpyro.util import is_prng_key, not_jax_tracer
 
 from .._keys import as_jax_key
+from .. import diagnostics
 from ..errors import ObservationError
 from ..observations import Observations
 
@@ -882,35 +883,6 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
              "target_accept_prob": kernel.target_accept_prob, "n_filter_calls": int(kernel.n_calls),
              "loglik_sd_warmup": [float(x) if m else float("nan") for x, m in zip(sd, measured)],
              "detection": obs.detection}
-    idata = _inference_data(model, obs, posterior, sample_stats, extra.get("loglik_steps"), attrs)
+    idata = diagnostics.observations_to_inference_data(model, obs, posterior, sample_stats,
+                                                       extra.get("loglik_steps"), attrs)
     return Fit(idata, model, "pmmh", mcmc=mcmc)
-
-
-def _inference_data(model, obs, posterior, sample_stats, loglik_steps, attrs):
-    """InferenceData with nvppl's parameter dimensions plus run/step dimensions for
-    the per-run-step log-likelihood and the observed counts.
-
-    ``diagnostics.to_inference_data`` only knows per-vesicle log-likelihoods, so
-    the observation groups are built here with the same conventions (to move into
-    ``diagnostics`` when it learns per-run-step terms).
-    """
-    from ..diagnostics import _coords_dims, arviz
-
-    az = arviz()
-    coords, dims = _coords_dims(model)
-    coords = {**coords, "run": np.arange(obs.n_runs), "step": np.arange(obs.n_steps)}
-    dims = {**dims, "obs": ["run", "step"], "counts": ["run", "step", "node", "type"],
-            "docks": ["run", "step", "node", "type"]}
-    observed = {k: np.asarray(getattr(obs, k)) for k in ("counts", "docks") if getattr(obs, k) is not None}
-    groups = {"posterior": posterior, "sample_stats": sample_stats, "observed_data": observed}
-    if loglik_steps is not None:
-        groups["log_likelihood"] = {"obs": loglik_steps}
-    used = {d for g in groups.values() for name in g for d in dims.get(name, [])}
-    idata = az.from_dict(**groups, coords={k: v for k, v in coords.items() if k in used},
-                         dims={k: v for k, v in dims.items() if any(k in g for g in groups.values())})
-    for k, v in attrs.items():
-        idata.posterior.attrs[k] = v
-    if obs.p_det is not None:
-        idata.observed_data.attrs["p_det"] = obs.p_det
-    idata.observed_data.attrs["detection"] = obs.detection
-    return idata
