@@ -19,13 +19,13 @@ T_ROWS = np.array([[[0.7, 0.3], [0.4, 0.6]]])
 QUANTILES = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
 
 
-def tiny_model(free):
+def tiny_model(free, priors=None):
     """2-node cycle with stay, one type, log link (λ = exp(u₀)); the fields in
-    ``free`` keep their default priors, the others are fixed."""
+    ``free`` have their default priors or those in ``priors``, the others are fixed."""
     sub = nv.Substrate.from_networkx(nx.DiGraph([(0, 1), (1, 0)]))
     fixed = {"u": -0.9, "T": T_ROWS, "w": -0.85, "a": np.array([0.1, 0.0]), "delta": 0.3}
-    return nv.VesicleModel(sub, n_types=1, emission_link="log",
-                           priors={k: v for k, v in fixed.items() if k not in free})
+    chosen = {k: v for k, v in fixed.items() if k not in free}
+    return nv.VesicleModel(sub, n_types=1, emission_link="log", priors={**chosen, **(priors or {})})
 
 
 def truth_of(model):
@@ -90,14 +90,18 @@ def test_pmmh_matches_the_exact_grid_posterior_of_delta():
 
 @pytest.mark.slow
 def test_pmmh_matches_the_exact_grid_posterior_of_two_parameters():
-    """Free δ (Beta(1, 1)) and log emission rate u₀ (Normal(0, 1.5)): marginal quantiles of both."""
-    model = tiny_model({"delta", "u"})
+    """Free δ (Beta(2, 6)) and log emission rate u₀ (Normal(0, 1.5)): marginal quantiles of both.
+
+    Counts pin down mostly λ/δ; the Beta(2, 6) prior closes the ridge toward δ = 1 so that
+    the grid holds the whole posterior."""
+    model = tiny_model({"delta", "u"}, priors={"delta": nv.model.dist.Beta(2.0, 6.0)})
     truth = truth_of(model)
     obs = observations(model, truth, key=3)
-    gd, gu = np.linspace(0.05, 0.9, 41), np.linspace(-2.2, 1.0, 41)
+    gd, gu = np.linspace(0.01, 0.99, 61), np.linspace(-3.0, 2.5, 61)
     loglik = np.array([[exact_or_none(model, truth.replace(delta=np.array([d]), u=np.array([[u]])), obs)
                         for u in gu] for d in gd], dtype=float)
-    lp = np.where(np.isnan(loglik), -np.inf, loglik) + stats.norm(0, 1.5).logpdf(gu)[None, :]
+    lp = (np.where(np.isnan(loglik), -np.inf, loglik) + stats.norm(0, 1.5).logpdf(gu)[None, :]
+          + stats.beta(2.0, 6.0).logpdf(gd)[:, None])
     post = np.exp(lp - lp.max())
     # the posterior lies inside the grid and away from the points the forward algorithm cannot hold
     border = np.zeros_like(post, bool)
@@ -106,8 +110,8 @@ def test_pmmh_matches_the_exact_grid_posterior_of_two_parameters():
     near_missing = missing | np.roll(missing, 1, 0) | np.roll(missing, -1, 0) | np.roll(missing, 1, 1) \
         | np.roll(missing, -1, 1)
     assert post[(border | near_missing) & ~missing].max() < 1e-4
-    fit = nv.infer.fit(model, obs, method="pmmh", num_samples=1200, num_warmup=800, num_chains=4,
-                       n_particles=384, key=1, progress_bar=False)
+    fit = nv.infer.fit(model, obs, method="pmmh", num_samples=1000, num_warmup=600, num_chains=4,
+                       n_particles=256, key=1, progress_bar=False)
     for name, grid, marginal in (("delta", gd, np.trapezoid(post, gu, axis=1)),
                                  ("u", gu, np.trapezoid(post, gd, axis=0))):
         dens, cdf = grid_posterior(np.log(marginal), np.zeros_like(grid), grid)
@@ -116,23 +120,24 @@ def test_pmmh_matches_the_exact_grid_posterior_of_two_parameters():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:the log-likelihood estimate is very noisy")
 def test_pmmh_intervals_cover_the_truth():
     """Central 90 % intervals of δ, u₀ and w₀ cover prior draws at the nominal rate.
 
-    20 replicate data sets, truths drawn from the prior (u₀ clipped to keep
+    16 replicate data sets, truths drawn from the prior (u₀ clipped to keep
     emission informative); the number of covered components must lie in the
-    central 99.9 % interval of Binomial(60, 0.9).
+    central 99.9 % interval of Binomial(48, 0.9).
     """
     sub = nv.Substrate.from_networkx(nx.cycle_graph(3))
     model = nv.VesicleModel(sub, n_types=1, priors={"a": 0.0, "T": np.full((1, 3, 3), 1 / 3),
                                                     "delta": nv.model.dist.Beta(2.0, 8.0)})
     covered = total = 0
-    for rep in range(20):
+    for rep in range(16):
         truth = model.sample_params(200 + rep)
         truth = truth.replace(u=np.clip(truth.u, -1.0, 1.5))
         traces = nv.simulate(model, truth, n_steps=25, n_runs=2, key=rep)
         obs = traces.observe(counts=True, detection="binomial", p_det=0.5, key=rep + 100)
-        fit = nv.infer.fit(model, obs, method="pmmh", num_samples=600, num_warmup=600, num_chains=2,
+        fit = nv.infer.fit(model, obs, method="pmmh", num_samples=400, num_warmup=400, num_chains=2,
                            n_particles=128, key=rep, progress_bar=False, log_likelihood=False)
         for name in ("delta", "u", "w"):
             x = np.asarray(fit.idata.posterior[name]).reshape(-1)

@@ -14,6 +14,9 @@ from ._compiled import core, core_model, seed64, thread_count
 
 __all__ = ["particle_filter", "ParticleFilterResult", "DETECTION_CODES"]
 
+#: particles × capacity below which the default is one thread (the result is the same either way)
+_PARALLEL_MIN_WORK = 200_000
+
 #: detection model codes of the compiled core
 DETECTION_CODES = {"exact": 0, "binomial": 1, "poisson": 2}
 
@@ -89,7 +92,8 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
         Seed; each (run, step, particle) has its own random stream, so the
         result is the same for any ``n_threads``.
     n_threads : int, optional
-        OpenMP threads over particles (default: every core).
+        OpenMP threads over particles (default: every core, or one for a small
+        filter whose steps are too short to share).
     ess_threshold : float in [0, 1], default 0.5
     covariates : array, optional
         User covariates ``F`` as for :func:`nvppl.simulate`.
@@ -149,7 +153,9 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     F = model_features(model, covariates, R, T)
     C = default_capacity(model, params, F, T) if capacity is None else _positive(capacity, "capacity")
     cm = core_model(model, params, F)
-    seed, nt = seed64(key), thread_count(n_threads)
+    seed = seed64(key)
+    # one parallel region per step: below ~2e5 particle-vesicle slots its cost exceeds the work
+    nt = thread_count(n_threads) if n_threads is not None or N * C >= _PARALLEL_MIN_WORK else 1
     runs = []
     for r in range(R):
         y = None if obs.counts is None else obs.counts[r]
