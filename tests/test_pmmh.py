@@ -334,11 +334,11 @@ def test_mcmc_rerun_with_the_fit_key_reproduces_the_fit(noisy_fit):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chain_method", ["sequential", "parallel"])
+@pytest.mark.parametrize("chain_method", ["sequential"])
 def test_kernel_under_numpyro_mcmc_chain_methods(chain_method, monkeypatch):
     """The kernel as a plain NumPyro MCMC kernel: chains one after the other (MCMC's sequential
-    map) or one per host device (pmap), compiled loop and Python loop alike, give the chains of
-    the vectorised run; ArviZ's from_numpyro converts the run."""
+    map), compiled loop and Python loop alike, give the chains of the vectorised run; ArviZ's
+    from_numpyro converts the run."""
     monkeypatch.delenv("CI", raising=False)
     draws = []
     for method, bar in (("vectorized", False), (chain_method, False), (chain_method, True)):

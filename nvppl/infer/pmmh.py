@@ -793,12 +793,14 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
     n_threads : int, optional
         Threads of the particle filter.
     progress_bar : bool, default True
-    chain_method : {"vectorized", "sequential", "parallel"}
+    chain_method : {"vectorized", "sequential"}
         As in :class:`numpyro.infer.MCMC`. ``"vectorized"`` (default): the chains
         advance together and their filter calls run one after the other (the
         filter itself runs particles on threads), from one compiled program
-        (MCMC's ``"sequential"`` compiles its loop once per chain).
-        ``"parallel"``: one chain per host device, filter calls concurrent.
+        (MCMC's ``"sequential"`` compiles its loop once per chain). NumPyro's
+        ``"parallel"`` (``pmap`` over host devices) is not offered: on the CPU
+        backend it has deadlocked and crashed with several forced host devices,
+        and the filter already uses every core.
     init, proposal_scale, proposal_cov, target_accept_prob, adapt, dense, max_init_tries
         See :class:`PMMH`.
     covariates, filter_options
@@ -837,15 +839,13 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
                                                                                      else 1):
             raise ValueError(f"{name} must be a {'non-negative' if name == 'num_warmup' else 'positive'} "
                              f"integer, got {val!r}")
-    if chain_method not in ("sequential", "vectorized", "parallel"):
-        raise ValueError(f"chain_method must be 'sequential', 'vectorized' or 'parallel', got {chain_method!r}")
+    if chain_method not in ("sequential", "vectorized"):
+        raise ValueError(f"chain_method must be 'vectorized' or 'sequential', got {chain_method!r}")
     rng = as_jax_key(key)
     kernel = PMMH(model, obs, n_particles=n_particles, n_threads=n_threads, init=init,
                   proposal_scale=proposal_scale, proposal_cov=proposal_cov, target_accept_prob=target_accept_prob,
                   adapt=adapt, dense=dense, max_init_tries=max_init_tries, covariates=covariates,
                   filter_options=filter_options, _particle_filter=_particle_filter)
-    if chain_method == "parallel" and jax.local_device_count() < num_chains:
-        chain_method = "sequential"
     mcmc = MCMC(kernel, num_warmup=int(num_warmup), num_samples=int(num_samples) * int(thinning),
                 num_chains=int(num_chains), thinning=int(thinning), chain_method=chain_method,
                 progress_bar=progress_bar)
