@@ -33,25 +33,14 @@ import argparse
 import json
 import time
 
-import networkx as nx
 import numpy as np
 
 import nvppl as nv
+from bench_nuts import reference_graph  # the same graph generator as the NUTS benchmark
 from nvppl.traces import Traces
 
 TARGET_RATE = 50e6  # vesicle-steps/s, compiled, one thread
 TARGET_RATIO = 4.0  # compiled (one thread) over NumPy
-
-
-def reference_graph(n: int, degree: int, seed: int = 0):
-    """``n`` nodes, each with ``degree`` distinct random out-neighbours (no self-loops)."""
-    rng = np.random.default_rng(seed)
-    G = nx.DiGraph()
-    G.add_nodes_from(range(n))
-    for i in range(n):
-        for j in rng.choice(np.delete(np.arange(n), i), size=degree, replace=False):
-            G.add_edge(i, int(j))
-    return G
 
 
 def reference_model(n: int, degree: int = 8, seed: int = 0):

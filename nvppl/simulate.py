@@ -11,6 +11,7 @@ from numpyro import handlers
 from ._keys import as_jax_key
 from .errors import CapacityError
 from .programs import ModelKey, default_capacity, life_cycle
+from .smc._compiled import simulate_compiled, thread_count
 from .traces import Traces, broadcast_covariates
 
 __all__ = ["simulate", "BACKENDS"]
@@ -105,17 +106,14 @@ def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariat
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer))
-                                  or n_threads < 1):
-        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+    if n_threads is not None:
+        thread_count(n_threads)  # validated for either backend
     n_steps, n_runs = _count(n_steps, "n_steps"), _count(n_runs, "n_runs")
     params = model.check_params(params)
     F = model_features(model, covariates, n_runs, n_steps)
     if backend in ("auto", "compiled"):
         if capacity is not None:
             raise ValueError("capacity applies to backend='numpyro' only; the compiled backend has no capacity limit")
-        from .smc._compiled import simulate_compiled
-
         return simulate_compiled(model, params, F, n_steps, n_runs, key, n_threads)
     if capacity is None:
         capacity = default_capacity(model, params, F, n_steps)

@@ -40,8 +40,6 @@ cdef enum:
     DOM_LINEAGE = 4
     DOM_TEST = 9
 
-#: death-cause codes (same as Traces: 0 censored / still alive)
-CAUSE_NAMES = ("censored", "expired", "absorbed", "depleted", "sink")
 
 
 # --------------------------------------------------------------------------- random numbers

@@ -136,7 +136,10 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
         raise TypeError(f"obs must be nvppl.Observations, got {type(obs).__name__}")
     obs.check_model(model)
     params = model.check_params(params)
-    N = _positive(n_particles, "n_particles")
+    from ..programs import default_capacity
+    from ..simulate import _count, model_features
+
+    N = _count(n_particles, "n_particles")
     if not (0.0 <= float(ess_threshold) <= 1.0):
         raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
     detection = obs.detection
@@ -146,12 +149,9 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     if detection == "binomial" and pd is None:
         raise ObservationError("binomial detection with an unknown p_det: pass p_det=... to the filter "
                                "(or build the Observations with p_det)")
-    from ..simulate import model_features
-    from ..programs import default_capacity
-
     R, T = obs.n_runs, obs.n_steps
     F = model_features(model, covariates, R, T)
-    C = default_capacity(model, params, F, T) if capacity is None else _positive(capacity, "capacity")
+    C = default_capacity(model, params, F, T) if capacity is None else _count(capacity, "capacity")
     cm = core_model(model, params, F)
     seed = seed64(key)
     # one parallel region per step: below ~2e5 particle-vesicle slots its cost exceeds the work
@@ -173,12 +173,6 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
         filtered_counts=np.stack([o["filtered"] for o in runs]), trajectory=traj, n_particles=N,
         particle_vesicle_steps=int(sum(o["work"] for o in runs)),
     )
-
-
-def _positive(x, name):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
 
 
 def _raise(out, run, model, capacity):
