@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._density_plots import plot_counts, plot_density_graph, plot_density_heatmap
 from ._keys import as_jax_key
 from .traces import lifetime_bin_edges
 
 __all__ = ["to_inference_data", "ppc", "PPCResult", "sbc", "SBCResult", "plot_trace", "plot_rank",
-           "PPC_STATISTICS"]
+           "PPC_STATISTICS", "plot_density_heatmap", "plot_density_graph", "plot_counts"]
 
 PPC_STATISTICS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
