@@ -7,7 +7,10 @@ Metadata lives in ``pyproject.toml``; this file only lists the C extensions
 from setuptools import setup
 
 #: Cython modules of nvppl, as (module name, source); built with -O3 and OpenMP.
-EXTENSIONS: list[tuple[str, str]] = [("nvppl.smc._core", "nvppl/smc/_core.pyx")]
+EXTENSIONS: list[tuple[str, str]] = [
+    ("nvppl.smc._core", "nvppl/smc/_core.pyx"),
+    ("nvppl._relax", "nvppl/_relax.pyx"),
+]
 
 
 def _extensions():

@@ -28,9 +28,9 @@ import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import diagnostics, infer, kernels, smc  # noqa: E402
+from . import density, diagnostics, infer, kernels, smc  # noqa: E402
 from .infer import load_fit  # noqa: E402
-from .errors import CapacityError, ObservationError, TraceError  # noqa: E402
+from .errors import CapacityError, ImportanceSamplingError, ObservationError, TraceError  # noqa: E402
 from .model import VesicleModel  # noqa: E402
 from .observations import Observations  # noqa: E402
 from .params import Params  # noqa: E402
@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Substrate", "VesicleModel", "Params", "Traces", "Observations", "simulate",
-    "TraceError", "ObservationError", "CapacityError", "infer", "diagnostics", "kernels", "smc", "load_fit",
+    "TraceError", "ObservationError", "CapacityError", "ImportanceSamplingError", "infer", "diagnostics", "kernels",
+    "smc", "density", "load_fit",
     "__version__",
 ]

@@ -202,11 +202,20 @@ def relax(model, params, n_steps: int, covariates=None, max_age: int | None = No
     else:
         F = model_features(model, covariates, 1, n_steps)
     p = {k: jnp.asarray(v) for k, v in params.to_dict().items() if v is not None}
-    run = _relaxer(ModelKey(model), n_steps, A)
+    varying = isinstance(F, jax.core.Tracer) or not np.array_equal(F, np.broadcast_to(F[:, :1], F.shape))
+    run = _relaxer(ModelKey(model), n_steps, A, bool(varying))
     out = jax.vmap(run, in_axes=(None, 0))(p, jnp.asarray(F))
     if not per_run:
         out = jax.tree.map(lambda x: x[0], out)
     return Density(*out)
+
+
+def fast_path(model) -> bool:
+    """Whether :func:`relax` runs the compiled linear recursion for ``model``:
+    geometric lifetimes, budgets of 1 or infinite, content-independent kernels
+    (the general recursion in JAX handles the rest)."""
+    budgets_ok = bool(np.all((model.budget == 1) | np.isinf(model.budget)))
+    return model.lifetime == "geometric" and budgets_ok and exact_in_mean(model)
 
 
 def _traced(params) -> bool:
@@ -261,9 +270,11 @@ def _inflow(graph: _Graph):
 
 
 @functools.lru_cache(maxsize=32)
-def _relaxer(key: ModelKey, n_steps: int, A: int):
+def _relaxer(key: ModelKey, n_steps: int, A: int, varying: bool):
     """The compiled relaxation of one run: ``(params, F (T, n, p)) → tuple of arrays``."""
     model = key.model
+    if fast_path(model):
+        return _linear_relaxer(model, n_steps, varying)
     sub = model.substrate
     graph = _graph(sub)
     inflow = _inflow(graph)
@@ -346,6 +357,92 @@ def _relaxer(key: ModelKey, n_steps: int, A: int):
         tr = lambda x: jnp.swapaxes(x, -1, -2)  # (T, K, n) → (T, n, K)  # noqa: E731
         tc = lambda x: jnp.moveaxis(x, 1, 3)  # (T, dc, K, n) → (T, K, n, dc) → (T, n, K, dc)  # noqa: E731
         return tr(rho), tr(docks), tr(arrivals), jnp.swapaxes(tc(cont), 1, 2), jnp.swapaxes(tc(dcont), 1, 2)
+
+    return jax.jit(run)
+
+_BUILD_HINT = ("nvppl's compiled extension nvppl._relax is not built; build it with "
+               "`pip install -e \".[dev]\"` (or `python setup.py build_ext --inplace`) in the source tree")
+
+
+def _relax_core():
+    try:
+        from . import _relax
+    except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+        raise ImportError(_BUILD_HINT) from exc
+    return _relax
+
+
+def _recursion(sub, n_steps: int):
+    """The compiled linear recursion ``a = rec(P, src, S)`` of :mod:`nvppl._relax` as a JAX
+    function with a custom adjoint, both run on the host through ``pure_callback``.
+    Layouts: ``P (T|1, n, M, K)``, ``src (T|1, Ch, n, K)``, ``S (T|1, n, K)`` → ``a (T, Ch, n, K)``."""
+    core = _relax_core()
+    cand = np.ascontiguousarray(sub.candidates, dtype=np.int64)
+    n_cand = np.ascontiguousarray(sub.n_candidates, dtype=np.int64)
+    ptr, esrc, slot = core.incoming(cand, n_cand)
+
+    def c64(x):
+        return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+
+    def host_fwd(P, src, S):
+        return core.forward(c64(P), c64(src), c64(S), ptr, esrc, slot, n_steps)
+
+    def host_bwd(P, src, S, a, a_bar):
+        return core.backward(c64(P), c64(src), c64(S), c64(a), c64(a_bar), cand, n_cand)
+
+    def call_fwd(P, src, S):
+        shape = jax.ShapeDtypeStruct((n_steps,) + src.shape[1:], jnp.float64)
+        return jax.pure_callback(host_fwd, shape, P, src, S, vmap_method="sequential")
+
+    @jax.custom_vjp
+    def rec(P, src, S):
+        return call_fwd(P, src, S)
+
+    def fwd(P, src, S):
+        a = call_fwd(P, src, S)
+        return a, (P, src, S, a)
+
+    def bwd(res, a_bar):
+        P, src, S, a = res
+        shapes = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float64) for x in (P, src, S))
+        return jax.pure_callback(host_bwd, shapes, P, src, S, a, a_bar, vmap_method="sequential")
+
+    rec.defvjp(fwd, bwd)
+    return rec
+
+
+def _linear_relaxer(model, n_steps: int, varying: bool):
+    """Relaxation through the compiled linear recursion (:func:`fast_path` models):
+    ``a_t = Pᵀ(S_{t−1} ⊙ a_{t−1} + src_t)``, ``ρ_t = S_t ⊙ a_t``, docks ``p_dock ⊙ a_t``.
+    Without time-varying covariates every input is shared by the steps."""
+    sub = model.substrate
+    rec = _recursion(sub, n_steps)
+    dc = model.content_dim
+    mask = jnp.asarray(sub.candidate_mask)
+    cand_safe = jnp.asarray(np.maximum(sub.candidates, 0))
+    gamma = jnp.asarray(model.gamma)
+    one = jnp.asarray(model.budget == 1)  # (K,): a dock depletes
+
+    def run(p, F):
+        if not varying:
+            F = F[:1]
+        X = emission.design_matrix(F)  # (Tv, n, dx)
+        lam = emission.emission_rate(X, p["u"], p["r_max"], model.emission_link)  # (Tv, n, K)
+        src = lam[:, None]  # (Tv, 1, n, K)
+        if dc:
+            loc = emission.content_loc(F, p["content_mean"], p["content_B"])  # (Tv, n, K, dc)
+            src = jnp.concatenate([src, jnp.moveaxis(loc, -1, 1) * src], axis=1)
+        pd = jax.nn.sigmoid(docking.dock_logit(X[:, :, None, :], p["w"]))  # (Tv, n, K)
+        S = (1.0 - p["a"])[:, None] * (1.0 - p["delta"]) * jnp.where(one, 1.0 - pd, 1.0)
+        if model.tilted:
+            score = jnp.einsum("tnp,kp->tkn", F, p["v"])[:, :, cand_safe]  # (Tv, K, n, M)
+            logp = migration.move_log_probs(p["T"][None], mask, gamma[None, :, None], score)
+            P = jnp.moveaxis(jnp.where(mask, jnp.exp(logp), 0.0), 1, -1)  # (Tv, n, M, K)
+        else:
+            P = jnp.moveaxis(p["T"], 0, -1)[None]  # (1, n, M, K)
+        a = rec(P, src, S)  # (T, Ch, n, K)
+        mass, cont = a[:, 0], jnp.moveaxis(a[:, 1:], 1, -1)  # (T, n, K), (T, n, K, dc)
+        return S * mass, pd * mass, mass, S[..., None] * cont, pd[..., None] * cont
 
     return jax.jit(run)
 

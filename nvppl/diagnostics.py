@@ -18,7 +18,8 @@ from ._keys import as_jax_key
 from .traces import lifetime_bin_edges
 
 __all__ = ["to_inference_data", "ppc", "PPCResult", "sbc", "SBCResult", "plot_trace", "plot_rank",
-           "PPC_STATISTICS", "plot_density_heatmap", "plot_density_graph", "plot_counts"]
+           "PPC_STATISTICS", "plot_density_heatmap", "plot_density_graph", "plot_counts", "psis_log_weights",
+           "observations_to_inference_data"]
 
 PPC_STATISTICS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
@@ -128,6 +129,33 @@ def observations_to_inference_data(model, obs, posterior: dict, sample_stats: di
         idata.observed_data.attrs["p_det"] = obs.p_det
     idata.observed_data.attrs["detection"] = obs.detection
     return idata
+
+
+def psis_log_weights(log_weights):
+    """Pareto-smoothed importance weights (ArviZ's PSIS).
+
+    Parameters
+    ----------
+    log_weights : array (S,)
+        Raw log weights (``-inf`` for zero weight).
+
+    Returns
+    -------
+    (smoothed, khat) : ndarray (S,), float
+        Smoothed log weights, normalised to sum to one on the linear scale, and
+        the Pareto shape estimate ``k̂`` (reliable below 0.7).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lw, k = psis_log_weights(np.random.default_rng(0).normal(size=1000))
+    >>> bool(k < 0.7), round(float(np.exp(lw).sum()), 6)
+    (True, 1.0)
+    """
+    az = arviz()
+    lw = np.asarray(log_weights, dtype=np.float64)
+    smoothed, khat = az.psislw(lw.copy(), reff=1.0)
+    return np.asarray(smoothed), float(khat)
 
 
 # ---------------------------------------------------------------- PPC

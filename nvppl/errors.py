@@ -40,3 +40,20 @@ class ObservationError(TraceError):
 
 class CapacityError(RuntimeError):
     """A fixed-size program ran out of room; nothing was truncated."""
+
+
+class ImportanceSamplingError(RuntimeError):
+    """Importance sampling was refused: the Pareto-smoothed weights are unreliable.
+
+    Attributes
+    ----------
+    khat : float
+        Pareto shape estimate of the largest weights (reliable below 0.7).
+    result : ImportanceResult or None
+        The weighted draws, for inspection.
+    """
+
+    def __init__(self, message: str, *, khat: float, result=None):
+        self.khat = khat
+        self.result = result
+        super().__init__(message)

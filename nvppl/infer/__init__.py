@@ -1,10 +1,14 @@
 """Inference for vesicle models.
 
 :func:`fit` dispatches on the method: ``"nuts"`` fits fully observed
-:class:`~nvppl.traces.Traces` with NUTS on the exact likelihood; ``"pmmh"`` fits
-partial :class:`~nvppl.observations.Observations` with particle-marginal
-Metropolis–Hastings on the particle filter's likelihood estimate
-(:mod:`nvppl.infer.pmmh`). Results are :class:`Fit` objects wrapping an ArviZ
+:class:`~nvppl.traces.Traces` with NUTS on the exact likelihood. Partial
+:class:`~nvppl.observations.Observations` are fitted by ``"svi"`` (variational
+inference with the density relaxation's composite likelihood, fast and
+approximate, :mod:`nvppl.infer.svi`), ``"is"`` (importance sampling from the SVI
+guide weighted by the particle filter, checked by Pareto k̂,
+:mod:`nvppl.infer.importance`) and ``"pmmh"`` (particle-marginal
+Metropolis–Hastings on the particle filter's likelihood estimate, exact,
+:mod:`nvppl.infer.pmmh`). Results are :class:`Fit` objects wrapping an ArviZ
 ``InferenceData``.
 """
 
@@ -15,7 +19,7 @@ from .fit import Fit, load_fit
 __all__ = ["METHODS", "Fit", "fit", "load_fit"]
 
 #: Inference methods and the data each takes.
-METHODS = {"nuts": "Traces", "pmmh": "Observations"}
+METHODS = {"nuts": "Traces", "svi": "Observations", "is": "Observations", "pmmh": "Observations"}
 
 
 def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
@@ -28,8 +32,16 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     data : Traces or Observations
         Fully observed traces (``method="nuts"``) or partial observations
         (``method="pmmh"``).
-    method : {"nuts", "pmmh"}
+    method : {"nuts", "svi", "is", "pmmh"}
         ``"nuts"``: the No-U-Turn sampler on the exact trace likelihood.
+        ``"svi"``: stochastic variational inference whose likelihood is the
+        density relaxation's composite likelihood (one-time Poisson marginals of
+        the counts and docks, :func:`nvppl.density.relax`); an approximation, see
+        :func:`nvppl.infer.svi.fit_svi` (options ``num_steps``, ``guide``,
+        ``learning_rate``, ``num_samples``, ...).
+        ``"is"``: importance sampling from an SVI guide (``init=<svi fit>``, or
+        one fitted first) with particle-filter likelihood weights, refused when
+        the Pareto k̂ exceeds 0.7; see :func:`nvppl.infer.importance.fit_is`.
         ``"pmmh"``: particle-marginal Metropolis–Hastings — an adaptive Gaussian
         random walk on the unconstrained parameters whose acceptance ratio
         ``p̂(y | θ') p(θ') / (p̂(y | θ) p(θ))`` uses the unbiased particle-filter
@@ -59,7 +71,8 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
         PMMH: threads of the particle filter.
     init : dict, Params or Fit, optional
         PMMH: starting point (default: the prior median); a ``Fit`` (e.g. from
-        ``method="svi"``) also sets the initial proposal covariance.
+        ``method="svi"``) also sets the initial proposal covariance (for an SVI
+        fit, the guide's covariance). IS: the SVI fit whose guide is the proposal.
     proposal_scale, proposal_cov, target_accept_prob, adapt, dense, max_init_tries
         PMMH proposal options, see :class:`nvppl.infer.pmmh.PMMH`.
     covariates, filter_options
@@ -112,6 +125,14 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
         from .pmmh import fit_pmmh
 
         return fit_pmmh(model, data, **kwargs)
+    if method == "svi":
+        from .svi import fit_svi
+
+        return fit_svi(model, data, **kwargs)
+    if method == "is":
+        from .importance import fit_is
+
+        return fit_is(model, data, **kwargs)
     from .nuts import fit_nuts
 
     return fit_nuts(model, data, **kwargs)

@@ -421,6 +421,8 @@ class PMMH(MCMCKernel):
             if len(zs) == 0:
                 raise ValueError("init: no draw of the fit maps to a finite unconstrained point")
             cov = None
+            if init.method == "svi" and "guide" in init.extra:
+                return jnp.asarray(zs), self._guide_covariance(init)
             if len(zs) > self.dim:  # the windows' shrinkage, so that a constant coordinate does no harm
                 n = len(zs)
                 cov = n / (n + 5) * np.cov(zs, rowvar=False).reshape(self.dim, self.dim) \
@@ -454,6 +456,23 @@ class PMMH(MCMCKernel):
             raise ValueError(f"init value(s) of {bad} lie on the boundary of the support (e.g. a probability "
                              "of exactly 0 or 1, a zero in a row of T); move them inside")
         return ravel_pytree(z)[0], None
+
+    def _guide_covariance(self, fit):
+        """The covariance of an SVI fit's guide, in this kernel's coordinates.
+
+        The guide's latent vector and this kernel's flat vector hold the same
+        unconstrained sample sites (both come from ``model.param_sites()``) in
+        different orders; unpacking the index vector ``0, 1, …, d−1`` through the
+        guide's layout and flattening it in this kernel's order gives the
+        permutation."""
+        from .svi import guide_moments
+
+        _, cov, unpack = guide_moments(fit)
+        if cov.shape != (self.dim, self.dim):
+            raise ValueError(f"init: the SVI guide has {cov.shape[0]} latent dimensions, this model {self.dim}")
+        sites = unpack(jnp.arange(self.dim, dtype=jnp.float64))
+        perm = np.asarray(ravel_pytree({k: sites[k] for k in self._site_names})[0]).round().astype(int)
+        return cov[np.ix_(perm, perm)]
 
     def _initial_chol(self, cov):
         d = self.dim

@@ -1,0 +1,541 @@
+r"""Density-relaxation variational inference on partial observations (``method="svi"``).
+
+The likelihood of counts seen without identities is intractable in closed
+form, but each *one-time* marginal is exact: the number of vesicles at
+``(t, i, κ)`` is ``Poisson(ρ[t, i, κ])`` with ``ρ`` from
+:func:`nvppl.density.relax` (DESIGN §1.6), and docks are
+``Poisson(expected_docks)``. Thinned by the detection model these give the
+composite log-likelihood (:func:`nvppl.density.composite_log_likelihood`)
+
+.. math::
+
+    \ell_c(θ) = \sum_{r,t,i,κ} \log p\big(y_{r,t,i,κ} \mid ρ_θ[t,i,κ]\big),
+
+which treats the observations as independent. NumPyro's SVI fits an AutoGuide
+``q(θ)`` (multivariate normal on the unconstrained parameters by default) to
+``prior(θ)·exp(ℓ_c(θ))``; the density and its gradient come from the compiled
+recursion, so a step costs a few relaxations.
+
+The result is an **approximation**: the composite likelihood ignores the
+correlation of counts across time (a vesicle seen at ``t`` is likely still
+there at ``t + 1``), so it counts the same information several times and the
+guide is usually too narrow; its centre is a consistent estimate. Correct it
+to the exact posterior with the particle filter: ``method="is"`` (importance
+sampling from the guide, checked by Pareto k̂) or ``method="pmmh"`` with
+``init=<this fit>`` (the guide's mean and covariance start and shape the
+random walk).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import autoguide
+from numpyro.infer.initialization import init_to_feasible
+from numpyro.distributions import biject_to
+from numpyro.infer.util import get_potential_fn, potential_energy
+from numpyro import handlers
+from numpyro.optim import Adam
+
+from .. import density, diagnostics
+from .._keys import as_jax_key
+from ..model import ModelKey
+from ..observations import Observations
+
+__all__ = ["fit_svi", "GUIDES", "guide_moments", "godambe_covariance"]
+
+DENSE_MAX = 300
+
+
+class _PrototypeFromTrace(autoguide.AutoGuide):
+    """Sets an AutoGuide up from one trace of the model: initial values from the
+    init strategy, transforms from the supports. NumPyro's own setup also
+    searches for a valid point by evaluating the potential and its gradient op by
+    op, which compiles every operation separately (seconds per model); the
+    starting point here is replaced by the composite MAP anyway."""
+
+    def _setup_prototype(self, *args, **kwargs):
+        rng_key = numpyro.prng_key()
+        with handlers.block():
+            tr = handlers.trace(handlers.substitute(handlers.seed(self.model, rng_key),
+                                                    substitute_fn=self.init_loc_fn)).get_trace(*args, **kwargs)
+        self.prototype_trace = tr
+        sites = {n: s for n, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+        transforms = {n: biject_to(s["fn"].support) for n, s in sites.items()}
+        self._potential_fn, postprocess = get_potential_fn(self.model, transforms, replay_model=True,
+                                                           model_args=args, model_kwargs=kwargs)
+        self._postprocess_fn = handlers.seed(postprocess, rng_seed=0)
+        self._init_locs = {n: transforms[n].inv(s["value"]) for n, s in sites.items()}
+        self._prototype_frames = {}
+        self._prototype_plate_sizes = {}
+        for name, site in tr.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                for frame in site["cond_indep_stack"]:
+                    self._prototype_frames.setdefault(frame.name, frame)
+            elif site["type"] == "plate":
+                self._prototype_frame_full_sizes[name] = site["args"][0]
+
+
+class AutoMultivariateNormal(autoguide.AutoMultivariateNormal, _PrototypeFromTrace):
+    """:class:`numpyro.infer.autoguide.AutoMultivariateNormal` set up from one model trace."""
+
+
+class AutoLowRankMultivariateNormal(autoguide.AutoLowRankMultivariateNormal, _PrototypeFromTrace):
+    """:class:`numpyro.infer.autoguide.AutoLowRankMultivariateNormal` set up from one model trace."""
+
+
+class AutoDiagonalNormal(autoguide.AutoDiagonalNormal, _PrototypeFromTrace):
+    """:class:`numpyro.infer.autoguide.AutoDiagonalNormal` set up from one model trace."""
+
+
+#: Guide families: ``"auto"`` is ``"mvn"`` up to :data:`DENSE_MAX` unconstrained
+#: dimensions and ``"lowrank"`` above.
+GUIDES = {"mvn": AutoMultivariateNormal, "lowrank": AutoLowRankMultivariateNormal, "diag": AutoDiagonalNormal}
+
+
+class _Spec(NamedTuple):
+    """Static description of the observations (part of the compiled program's key)."""
+
+    counts: bool
+    docks: bool
+    detection: str
+    scale: float     # p_det for binomial detection, 1 otherwise
+    floor: float
+    n_mix: int
+    n_runs: int
+    summed: bool     # y summed over runs (the density is shared by the runs)
+    n_steps: int
+    varying: bool    # covariates vary over steps
+    max_age: int
+
+
+class _Data(NamedTuple):
+    F: jax.Array      # (1 or R, T, n, p)
+    y: jax.Array      # counts (1 or R, T, n, K); zeros when not observed
+    d: jax.Array      # docks likewise
+
+
+def check_observations(model, obs, method: str) -> None:
+    """Observations for a density method: type, shape, detection model."""
+    if not isinstance(obs, Observations):
+        raise TypeError(f"method={method!r} fits partial observations (nvppl.Observations, e.g. from "
+                        f"traces.observe(...)), got {type(obs).__name__}"
+                        + ("; fit fully observed Traces with method='nuts'" if type(obs).__name__ == "Traces"
+                           else ""))
+    obs.check_model(model)
+    if obs.detection == "binomial" and obs.p_det is None:
+        raise ValueError(f"binomial detection with an unknown p_det is not supported by method={method!r}: the "
+                         "counts identify only p_det times the emission rate; pass p_det to Observations")
+    if model.lifetime == "countdown" and model.sigma_tau > 0:
+        raise ValueError("countdown lifetimes with sigma_tau > 0 have no closed-form density; "
+                         "method='svi' needs sigma_tau = 0")
+    if not model.inferred:
+        raise ValueError("the model has no inferred parameter: every field is fixed")
+
+
+def _prepare(model, obs, covariates, max_age):
+    from ..simulate import model_features
+
+    R, T = obs.n_runs, obs.n_steps
+    F = model_features(model, covariates, R, T)
+    per_run = not np.array_equal(F, np.broadcast_to(F[:1], F.shape))
+    varying = not np.array_equal(F, np.broadcast_to(F[:, :1], F.shape))
+    summed = obs.detection != "poisson" and not per_run
+    A = T if model.lifetime == "countdown" else 1
+    if max_age is not None and model.lifetime == "countdown":
+        A = min(int(max_age), T)
+    top = max(int(np.max(getattr(obs, k))) for k in ("counts", "docks") if getattr(obs, k) is not None)
+    spec = _Spec(obs.counts is not None, obs.docks is not None, obs.detection,
+                 float(obs.p_det) if obs.detection == "binomial" else 1.0, float(obs.floor),
+                 int(top + 10 * np.sqrt(top + 1) + 30), R, summed, T, varying, A)
+
+    def arr(x):
+        if x is None:
+            return jnp.zeros((1, T, model.n_nodes, model.n_types))
+        x = np.asarray(x, dtype=np.float64)
+        return jnp.asarray(x.sum(0, keepdims=True) if summed else x)
+
+    data = _Data(jnp.asarray(F if per_run else F[:1]), arr(obs.counts), arr(obs.docks))
+    return spec, data
+
+
+def _composite(spec: _Spec, rho, docks, data: _Data):
+    """Composite log-likelihood (up to the constant ``−Σ log y!``) of the observations."""
+    from jax.scipy.special import xlogy
+
+    total = 0.0
+    for on, base, y in ((spec.counts, rho, data.y), (spec.docks, docks, data.d)):
+        if not on:
+            continue
+        if spec.detection == "poisson":
+            total = total + density._poisson_mix(y, base, spec.floor, spec.n_mix).sum()
+        else:
+            mu = spec.scale * base
+            weight = spec.n_runs if spec.summed else 1.0
+            total = total + jnp.sum(xlogy(y, mu)) - weight * jnp.sum(mu)
+    return total
+
+
+def _program(model, spec: _Spec):
+    run = density._relaxer(ModelKey(model), spec.n_steps, spec.max_age, spec.varying)
+
+    def composite_program(data: _Data):
+        params = model.param_sites()
+        p = params.to_dict()
+        out = jax.vmap(run, in_axes=(None, 0))(p, data.F)
+        numpyro.factor("composite", _composite(spec, out[0], out[1], data))
+
+    return composite_program
+
+
+def latent_dim(model) -> int:
+    """Number of unconstrained coordinates of the inferred parameters."""
+    from numpyro import handlers
+    from numpyro.distributions import biject_to
+    from numpyro.infer.initialization import init_to_feasible
+
+    def prior():
+        model.param_sites()
+
+    tr = handlers.trace(handlers.substitute(handlers.seed(prior, 0), substitute_fn=init_to_feasible)).get_trace()
+    return int(sum(np.prod(biject_to(s["fn"].support).inverse_shape(np.shape(s["value"])))
+                   for s in tr.values() if s["type"] == "sample" and not s["is_observed"]))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(key: ModelKey, spec: _Spec, guide: str, rank, learning_rate: float, num_steps: int,
+              num_particles: int, chunk: int):
+    """SVI object, guide, a compiled loop of ``chunk`` updates and the compiled
+    potential ``z ↦ (U, ∇U)`` in the guide's coordinates, shared by fits of one specification.
+
+    The guide is built on the prior-only program (the same sample sites), so
+    that setting it up does not evaluate the density op by op."""
+    model = key.model
+    program = _program(model, spec)
+
+    def prior_program(data=None):
+        model.param_sites()
+
+    kwargs = {"rank": rank} if guide == "lowrank" and rank is not None else {}
+    g = GUIDES[guide](prior_program, init_loc_fn=init_to_feasible, **kwargs)
+    half = num_steps // 2
+
+    def schedule(i):  # constant, then geometric decay to a tenth over the second half
+        frac = jnp.clip((i - half) / max(num_steps - half, 1), 0.0, 1.0)
+        return learning_rate * 0.1 ** frac
+
+    svi = SVI(program, g, Adam(schedule), Trace_ELBO(num_particles=num_particles))
+
+    @jax.jit
+    def loop(state, data):
+        return jax.lax.scan(lambda s, _: svi.update(s, data), state, None, length=chunk)
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def draw(state, rng, num_samples):
+        params = svi.get_params(state)
+        post = g.get_posterior(params)
+        z = post.sample(rng, (num_samples,))
+        return params, z, post.log_prob(z), g._unpack_and_constrain(z, params)
+
+    @jax.jit
+    def init(rng, data, init_params):
+        return svi.init(rng, data, init_params=init_params)
+
+    @jax.jit
+    def potential(z, data):
+        return jax.value_and_grad(lambda z: potential_energy(program, (data,), {}, g._unpack_latent(z)))(z)
+
+    return svi, g, loop, potential, init, draw
+
+
+def _laplace(potential, z0, data, dense: bool):
+    """Composite MAP (L-BFGS on the unconstrained potential) and, for ``dense``, the
+    Laplace covariance from a finite-difference Hessian of the gradient."""
+    from scipy.optimize import minimize
+
+    def fun(z):
+        v, gr = potential(jnp.asarray(z), data)
+        v, gr = float(v), np.asarray(gr, dtype=np.float64)
+        if not np.isfinite(v):
+            return np.inf, np.zeros_like(gr)
+        return v, gr
+
+    res = minimize(fun, np.asarray(z0, dtype=np.float64), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 2000, "gtol": 1e-8, "ftol": 1e-14})
+    z = res.x
+    if not dense:
+        return z, None, res
+    d, h = z.size, 1e-5
+    H = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h
+        H[i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * h)
+    H = 0.5 * (H + H.T)
+    w, V = np.linalg.eigh(H)
+    if not np.all(np.isfinite(w)):
+        return z, None, res
+    w = np.maximum(w, 1e-8 * max(w.max(), 1.0))
+    return z, (V / w) @ V.T, res
+
+
+def _converged(losses: np.ndarray) -> tuple[bool, str]:
+    """Whether the loss has levelled off: the mean of its last tenth is not
+    below the mean of the tenth before by more than three standard errors of
+    the difference (the ELBO estimate is noisy)."""
+    n = len(losses)
+    w = max(n // 10, 5)
+    if n < 2 * w or not np.all(np.isfinite(losses[-2 * w:])):
+        return False, "the loss is not finite" if not np.all(np.isfinite(losses[-2 * w:])) else "too few steps"
+    last, prev = losses[-w:], losses[-2 * w:-w]
+    drop = prev.mean() - last.mean()
+    se = np.sqrt(last.var(ddof=1) / w + prev.var(ddof=1) / w)
+    ok = drop <= 3 * se + 1e-6 * abs(last.mean())
+    return bool(ok), f"the loss still fell by {drop:.4g} (± {se:.2g}) over the last {w} steps"
+
+
+def guide_moments(fit):
+    """Mean and covariance of an SVI fit's guide in unconstrained space, as a
+    dict of per-site means and a function that orders a covariance like
+    ``jax.flatten_util.ravel_pytree`` of a site dict.
+
+    Returns
+    -------
+    (loc_sites, cov, unpack) : dict, ndarray (d, d), callable
+        ``unpack(vector)`` maps a latent vector of the guide to site values.
+    """
+    g, params = fit.extra["guide"], fit.extra["guide_params"]
+    post = g.get_posterior(params)
+    loc = np.asarray(post.mean)
+    cov = np.asarray(post.covariance_matrix) if hasattr(post, "covariance_matrix") else np.diag(
+        np.asarray(post.variance))
+    return loc, cov, g._unpack_latent
+
+
+def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank: int | None = None,
+            learning_rate: float = 0.01, num_samples: int = 1000, num_particles: int = 1, covariates=None,
+            max_age: int | None = None, progress_bar: bool = True, log_likelihood: bool = True):
+    r"""Variational inference with the density's composite likelihood; see :func:`nvppl.infer.fit`.
+
+    Parameters
+    ----------
+    model : VesicleModel
+    obs : Observations
+        Counts and/or docks; binomial detection needs a known ``p_det``.
+    num_steps : int, default 2000
+        Optimisation steps (Adam: ``learning_rate`` for the first half, then
+        decaying geometrically to a tenth of it).
+    key : int or jax key
+    guide : {"auto", "mvn", "lowrank", "diag"}
+        NumPyro AutoGuide on the unconstrained parameters:
+        ``AutoMultivariateNormal`` (``"mvn"``), ``AutoLowRankMultivariateNormal``
+        (``"lowrank"``, rank ``rank``) or ``AutoDiagonalNormal`` (``"diag"``).
+        ``"auto"``: ``"mvn"`` up to 300 dimensions, ``"lowrank"`` above.
+    learning_rate : float, default 0.01
+    num_samples : int, default 1000
+        Draws from the fitted guide stored as the posterior (one chain).
+    num_particles : int, default 1
+        Monte Carlo samples per ELBO gradient.
+    covariates : array, optional
+        Covariates of the observed runs, as for :func:`nvppl.simulate`.
+    max_age : int, optional
+        Countdown lifetimes: ages tracked by the density (see :func:`nvppl.density.relax`).
+    progress_bar : bool, default True
+    log_likelihood : bool, default True
+        Store the composite log-likelihood terms per run and step of every
+        draw (``log_likelihood`` group, variable ``obs``); costs one relaxation per draw.
+
+    Returns
+    -------
+    Fit
+        ``posterior`` (guide draws, Params names), ``sample_stats`` (``log_q``:
+        the guide's log density in unconstrained space, ``composite``: the
+        composite log-likelihood of the draw when ``log_likelihood``),
+        ``observed_data``. ``fit.extra`` holds the fitted ``guide`` and
+        ``guide_params``, the ``elbo`` trace (one value per step) and
+        ``converged``. A warning is raised when the loss has not levelled off.
+
+    Examples
+    --------
+    >>> import networkx as nx, nvppl as nv
+    >>> sub = nv.Substrate.from_networkx(nx.cycle_graph(5))
+    >>> uniform_T = nv.VesicleModel(sub, n_types=1).default_params().T
+    >>> model = nv.VesicleModel(sub, n_types=1, priors={"a": 0.0, "T": uniform_T})
+    >>> obs = nv.simulate(model, model.default_params(), n_steps=30, n_runs=4, key=0).observe(
+    ...     counts=True, docks=True, detection="exact")
+    >>> fit = fit_svi(model, obs, num_steps=500, num_samples=200, progress_bar=False)
+    >>> fit.extra["elbo"].shape, sorted(fit.idata.posterior.data_vars)
+    ((500,), ['delta', 'u', 'w'])
+    """
+    from .fit import Fit
+
+    check_observations(model, obs, "svi")
+    for name, val in (("num_steps", num_steps), ("num_samples", num_samples), ("num_particles", num_particles)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    d = latent_dim(model)
+    if guide == "auto":
+        guide = "mvn" if d <= DENSE_MAX else "lowrank"
+    if guide not in GUIDES:
+        raise ValueError(f"guide must be 'auto' or one of {sorted(GUIDES)}, got {guide!r}")
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1):
+        raise ValueError(f"rank must be a positive integer, got {rank!r}")
+    if guide == "lowrank" and rank is None:
+        rank = int(min(20, max(1, d // 2)))
+    spec, data = _prepare(model, obs, covariates, max_age)
+    chunk = int(np.gcd(int(num_steps), 100)) if num_steps >= 100 else int(num_steps)
+    svi, g, loop, potential, init, draw = _compiled(ModelKey(model), spec, guide, rank, float(learning_rate),
+                                              int(num_steps), int(num_particles), chunk)
+    rng = as_jax_key(key)
+    k_init, k_post = jax.random.split(rng)
+    if g.prototype_trace is None:  # the guide's layout, from one trace of the prior
+        with handlers.seed(rng_seed=0):
+            g._setup_prototype(data)
+    z_map, cov, res = _laplace(potential, g._init_latent, data, dense=guide != "lowrank" and d <= DENSE_MAX)
+    if not np.all(np.isfinite(z_map)):
+        raise ValueError("the composite MAP search left the parameter space (non-finite values); check the "
+                         "observations against the model")
+    init_params = {f"{g.prefix}_loc": jnp.asarray(z_map)}
+    if cov is not None and guide == "mvn":
+        init_params[f"{g.prefix}_scale_tril"] = jnp.asarray(np.linalg.cholesky(cov))
+    elif cov is not None and guide == "diag":
+        init_params[f"{g.prefix}_scale"] = jnp.asarray(np.sqrt(np.diag(cov)))
+    state = init(k_init, data, init_params)
+    losses = []
+    bar = _progress(progress_bar, int(num_steps))
+    for _ in range(int(num_steps) // chunk):
+        state, chunk_losses = loop(state, data)
+        losses.append(np.asarray(chunk_losses))
+        if bar is not None:
+            bar.update(chunk)
+            bar.set_postfix_str(f"loss {float(losses[-1][-1]):.4g}")
+    if bar is not None:
+        bar.close()
+    losses = np.concatenate(losses)
+    params, z, log_q, draws = draw(state, k_post, int(num_samples))
+    converged, why = _converged(losses)
+    if not converged:
+        warnings.warn(f"SVI has not converged after {num_steps} steps: {why}. Run more steps "
+                      "(num_steps=...) or change learning_rate", stacklevel=3)
+    log_q = np.asarray(log_q)
+    posterior = {n: np.asarray(draws[n])[None] for n in model.inferred}
+    sample_stats = {"log_q": log_q[None]}
+    loglik = None
+    if log_likelihood:
+        loglik = _draw_loglik(model, obs, spec, data, {n: draws[n] for n in model.inferred})
+        sample_stats["composite"] = loglik.sum((1, 2))[None]
+        loglik = loglik[None]
+    attrs = {"method": "svi", "guide": guide, "latent_dim": d, "num_steps": int(num_steps),
+             "learning_rate": float(learning_rate), "final_loss": float(losses[-1]), "converged": int(converged),
+             "detection": obs.detection}
+    if rank is not None:
+        attrs["rank"] = int(rank)
+    idata = diagnostics.observations_to_inference_data(model, obs, posterior, sample_stats, loglik, attrs)
+    return Fit(idata, model, "svi", guide=g, guide_params=params, elbo=-losses, converged=converged, svi=svi,
+               state=state, map_latent=z_map, map_result=res,
+               composite=_Composite(potential, spec, data, obs, covariates, max_age))
+
+
+class _Composite(NamedTuple):
+    """What an SVI fit needs to revisit its composite likelihood."""
+
+    potential: object   # jitted (z, data) -> (U, grad U) in the guide's coordinates
+    spec: _Spec
+    data: _Data
+    obs: Observations
+    covariates: object
+    max_age: object
+
+
+def godambe_covariance(fit, n_boot: int | None = None, key=0, step: float = 1e-5):
+    r"""Sandwich (Godambe) covariance of the composite estimate, by parametric bootstrap.
+
+    The composite likelihood counts correlated observations as independent, so
+    its curvature :math:`H` (the guide's precision) overstates the information.
+    The sandwich :math:`V = H^{-1} J H^{-1}` with :math:`J = \mathrm{Var}(\nabla
+    \ell_c)` the variance of the composite score corrects it (Godambe 1960;
+    Varin, Reid & Firth 2011). :math:`J` is estimated from ``n_boot`` data sets
+    simulated at the guide's mean with the observation model of the data (the
+    runs of one data set are too few to estimate it), :math:`H` by finite
+    differences of the gradient at the composite MAP.
+
+    Parameters
+    ----------
+    fit : Fit
+        A ``method="svi"`` fit.
+    n_boot : int, optional
+        Simulated data sets (default ``max(50, 4 d)`` for ``d`` unconstrained dimensions).
+    key : int or jax key
+
+    Returns
+    -------
+    (mean, V) : ndarray (d,), ndarray (d, d)
+        The composite MAP and the sandwich covariance, in the guide's latent coordinates.
+    """
+    from ..simulate import simulate
+
+    comp = fit.extra["composite"]
+    model, obs = fit.model, comp.obs
+    z = np.asarray(fit.extra["map_latent"], dtype=np.float64)
+    d = z.size
+    n_boot = int(max(50, 4 * d) if n_boot is None else n_boot)
+
+    def grad(data):
+        return np.asarray(comp.potential(jnp.asarray(z), data)[1], dtype=np.float64)
+
+    H = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = step
+        H[i] = (np.asarray(comp.potential(jnp.asarray(z + e), comp.data)[1])
+                - np.asarray(comp.potential(jnp.asarray(z - e), comp.data)[1])) / (2 * step)
+    H = 0.5 * (H + H.T)
+    params = fit.posterior_mean()
+    seeds = np.asarray(jax.random.randint(as_jax_key(key), (n_boot, 2), 0, np.iinfo(np.int32).max))
+    scores = np.empty((n_boot, d))
+    for b in range(n_boot):
+        tr = simulate(model, params, n_steps=obs.n_steps, n_runs=obs.n_runs, key=int(seeds[b, 0]),
+                      covariates=comp.covariates)
+        ob = tr.observe(counts=obs.counts is not None, docks=obs.docks is not None, detection=obs.detection,
+                        p_det=obs.p_det, key=int(seeds[b, 1]), floor=obs.floor)
+        scores[b] = grad(_prepare(model, ob, comp.covariates, comp.max_age)[1])
+    J = np.cov(scores, rowvar=False).reshape(d, d)
+    Hinv = np.linalg.pinv(H)
+    V = Hinv @ J @ Hinv
+    return z, 0.5 * (V + V.T)
+
+
+def _draw_loglik(model, obs, spec: _Spec, data: _Data, values: dict) -> np.ndarray:
+    """Composite log-likelihood terms ``(draw, run, step)`` of guide draws."""
+    run = density._relaxer(ModelKey(model), spec.n_steps, spec.max_age, spec.varying)
+    fixed = {k: jnp.asarray(v) for k, v in model.params_with({}).to_dict().items()}
+    shared = data.F.shape[0] == 1
+
+    @jax.jit
+    def one(vals):
+        p = {**fixed, **vals}
+        out = jax.vmap(run, in_axes=(None, 0))(p, data.F)
+        if shared:
+            out = jax.tree.map(lambda x: x[0], out)
+        return density.composite_log_likelihood(density.Density(*out), obs, n_mix=spec.n_mix)
+
+    return np.asarray(jax.lax.map(one, {k: jnp.asarray(v) for k, v in values.items()}))
+
+
+def _progress(on: bool, total: int):
+    if not on:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with numpyro
+        return None
+    return tqdm(total=total, desc="svi", leave=False)
