@@ -509,8 +509,9 @@ def composite_log_likelihood(density: Density, obs, p_det=None, n_mix: int | Non
     * ``"binomial"`` detection (each vesicle seen with probability ``p_det``) is
       ``Poisson(p_det ρ)`` (thinning);
     * ``"poisson"`` detection (``y | N ~ Poisson(N + floor)``) is the mixture
-      :math:`\sum_N \mathrm{Poisson}(N; ρ)\,\mathrm{Poisson}(y; N + f)`, summed over
-      ``N < n_mix`` (default: the largest observation plus ``10\sqrt{\cdot} + 30``).
+      :math:`\sum_N \mathrm{Poisson}(N; ρ)\,\mathrm{Poisson}(y; N + f)`, computed
+      exactly for any ``ρ`` by Panjer's recursion up to the largest observation
+      (``n_mix`` terms, default that value plus one).
 
     The product over steps ignores the correlation of counts over time, so it
     is a *composite* likelihood (Lindsay 1988): its maximiser is consistent, but
@@ -553,15 +554,47 @@ def composite_log_likelihood(density: Density, obs, p_det=None, n_mix: int | Non
     return jnp.broadcast_to(total, (obs.n_runs, obs.n_steps))
 
 
-def _poisson_mix(y, rho, floor, n_mix):
+def _poisson_mix(y, rho, floor, n_mix=None):
+    r"""``log P(y)`` for ``y = Z + X``, ``Z ~ Poisson(floor)`` independent of
+    ``X | N ~ Poisson(N)``, ``N ~ Poisson(ρ)`` (Poisson detection of a Poisson count).
+
+    ``X`` is compound Poisson (Neyman type A) with Poisson(1) summands; its pmf
+    follows Panjer's recursion
+
+    .. math::
+
+        P_X(0) = e^{-ρ(1 - e^{-1})},\qquad
+        P_X(k) = \frac{ρ}{k}\sum_{j=1}^{k} j\,\frac{e^{-1}}{j!}\,P_X(k - j),
+
+    run in log space up to the largest observation (``n_mix`` terms, default
+    its value plus one), so it is exact for any ``ρ``; then
+    :math:`P(y) = \sum_{k \le y} \mathrm{Poisson}(y - k; f)\,P_X(k)`.
+    """
     from jax.scipy.special import gammaln, logsumexp, xlogy
 
     if n_mix is None:
-        top = float(np.max(np.asarray(y))) if np.size(y) else 0.0
-        n_mix = int(top + 10.0 * np.sqrt(top + 1.0) + 30)
-    N = jnp.arange(n_mix, dtype=float)
-    rho = rho[..., None]
-    lp_n = xlogy(N, rho) - rho - gammaln(N + 1.0)
-    rate = N + floor
-    lp_y = xlogy(y[..., None], rate) - rate - gammaln(y[..., None] + 1.0)
-    return logsumexp(lp_n + lp_y, axis=-1)
+        n_mix = int(np.max(np.asarray(y))) + 1 if np.size(y) else 1
+    n_mix = max(int(n_mix), 1)
+    rho = jnp.asarray(rho, dtype=float)
+    lr = jnp.log(jnp.where(rho > 0, rho, 1.0))
+    j = jnp.arange(1, n_mix, dtype=float)
+    lsev = jnp.log(j) - 1.0 - gammaln(j + 1.0)  # log(j e^{-1} / j!)
+    first = -rho * (1.0 - np.exp(-1.0))
+    logp = jnp.full((n_mix,) + rho.shape, -jnp.inf).at[0].set(first)
+
+    def body(k, logp):
+        # terms j = 1..k of P(k) = ρ/k Σ_j j g(j) P(k - j)
+        prev = logp[jnp.clip(k - jnp.arange(1, n_mix), 0, n_mix - 1)]  # (n_mix-1, ...)
+        valid = (jnp.arange(1, n_mix) <= k).reshape((-1,) + (1,) * rho.ndim)
+        terms = jnp.where(valid, lsev.reshape((-1,) + (1,) * rho.ndim) + prev, -jnp.inf)
+        val = lr - jnp.log(k) + logsumexp(terms, axis=0)
+        return logp.at[k].set(jnp.where(rho > 0, val, -jnp.inf))
+
+    logp = jax.lax.fori_loop(1, n_mix, body, logp)  # (n_mix, ...): log P_X(k)
+    y = jnp.asarray(y, dtype=float)
+    k = jnp.arange(n_mix, dtype=float).reshape((-1,) + (1,) * y.ndim)
+    d = y[None] - k
+    lz = jnp.where(d >= 0, xlogy(d, floor) - floor - gammaln(jnp.maximum(d, 0.0) + 1.0), -jnp.inf)
+    shape = jnp.broadcast_shapes(rho.shape, y.shape)
+    logp = logp.reshape((n_mix,) + (1,) * (len(shape) - rho.ndim) + rho.shape)
+    return logsumexp(lz + logp, axis=0)

@@ -606,8 +606,6 @@ def test_composite_log_likelihood_with_poisson_detection(likelihood_case):
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
-@pytest.mark.xfail(strict=True, reason="the default mixture length depends on the observations only, so the "
-                                       "Poisson-detection mixture is truncated when ρ is much larger than the counts")
 def test_poisson_detection_mixture_is_not_truncated_when_rho_exceeds_the_counts():
     """y = 0 observed where ρ = 100: the mixture's largest terms are near N = ρ/e ≈ 37 and
     its value is exp(-f - ρ(1 - 1/e)) (closed form)."""

@@ -16,6 +16,7 @@ TINY = {
     "calibration.py": ["--sims", "4", "--steps", "10", "--samples", "9", "--warmup", "20"],
     "partial_observations.py": ["--steps", "10", "--runs", "1", "--samples", "50", "--warmup", "50",
                                 "--particles", "64"],
+    "density_inference.py": ["--steps", "10", "--svi-steps", "50", "--draws", "30", "--particles", "64"],
 }
 
 

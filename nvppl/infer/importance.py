@@ -30,7 +30,7 @@ import numpy as np
 from .. import diagnostics
 from .._keys import as_jax_key
 from ..errors import ImportanceSamplingError, ObservationError
-from .svi import _progress, check_observations
+from .svi import _progress, as_chains, check_observations
 
 __all__ = ["fit_is", "ImportanceResult", "KHAT_MAX"]
 
@@ -158,7 +158,7 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     Returns
     -------
     Fit
-        ``posterior``: ``num_samples`` resampled draws (one chain);
+        ``posterior``: ``num_samples`` resampled draws (four chains when a multiple of four);
         ``sample_stats``: ``loglik`` (filter estimate); ``log_likelihood``
         (``obs``: per run and step); ``fit.extra["importance"]``: the
         :class:`ImportanceResult`; ``khat`` and ``ess`` in the posterior's
@@ -243,13 +243,12 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
             "the estimate has no finite variance. Use method='pmmh' with init=<the svi fit> instead (it corrects "
             "any proposal), or improve the guide (more steps, guide='mvn').", khat=float(khat), result=result)
     idx = _systematic(np.asarray(jax.random.uniform(k_res)), w, num_samples)
-    posterior = {n: values[n][idx][None] for n in names}
-    sample_stats = {"loglik": loglik[idx][None], "log_weight": (smoothed[idx] - np.log(np.sum(np.exp(
-        smoothed - smoothed.max()))) - smoothed.max())[None]}
+    posterior = {n: as_chains(values[n][idx]) for n in names}
+    sample_stats = {"loglik": as_chains(loglik[idx]), "log_weight": as_chains(smoothed[idx])}
     attrs = {"method": "is", "khat": float(khat), "ess": ess, "num_draws": int(num_draws), "proposal": proposal,
              "n_particles": int(n_particles), "detection": obs.detection}
     idata = diagnostics.observations_to_inference_data(model, obs, posterior, sample_stats,
-                                                       steps[idx][None] if log_likelihood else None, attrs)
+                                                       as_chains(steps[idx]) if log_likelihood else None, attrs)
     return Fit(idata, model, "is", importance=result, svi_fit=init)
 
 

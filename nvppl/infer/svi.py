@@ -154,7 +154,7 @@ def _prepare(model, obs, covariates, max_age):
     top = max(int(np.max(getattr(obs, k))) for k in ("counts", "docks") if getattr(obs, k) is not None)
     spec = _Spec(obs.counts is not None, obs.docks is not None, obs.detection,
                  float(obs.p_det) if obs.detection == "binomial" else 1.0, float(obs.floor),
-                 int(top + 10 * np.sqrt(top + 1) + 30), R, summed, T, varying, A)
+                 top + 1, R, summed, T, varying, A)
 
     def arr(x):
         if x is None:
@@ -284,6 +284,15 @@ def _laplace(potential, z0, data, dense: bool):
         return z, None, res
     w = np.maximum(w, 1e-8 * max(w.max(), 1.0))
     return z, (V / w) @ V.T, res
+
+
+def as_chains(x: np.ndarray) -> np.ndarray:
+    """Independent draws ``(S, ...)`` as ``(chain, draw, ...)``: four chains when ``S``
+    is a multiple of four (at least 8), so that ArviZ's between-chain diagnostics
+    apply (R-hat near one, ESS near ``S`` for independent draws), else one."""
+    S = x.shape[0]
+    chains = 4 if S % 4 == 0 and S >= 8 else 1
+    return x.reshape((chains, S // chains) + x.shape[1:])
 
 
 def _converged(losses: np.ndarray) -> tuple[bool, str]:
@@ -427,13 +436,13 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         warnings.warn(f"SVI has not converged after {num_steps} steps: {why}. Run more steps "
                       "(num_steps=...) or change learning_rate", stacklevel=3)
     log_q = np.asarray(log_q)
-    posterior = {n: np.asarray(draws[n])[None] for n in model.inferred}
-    sample_stats = {"log_q": log_q[None]}
+    posterior = {n: as_chains(np.asarray(draws[n])) for n in model.inferred}
+    sample_stats = {"log_q": as_chains(log_q)}
     loglik = None
     if log_likelihood:
         loglik = _draw_loglik(model, obs, spec, data, {n: draws[n] for n in model.inferred})
-        sample_stats["composite"] = loglik.sum((1, 2))[None]
-        loglik = loglik[None]
+        sample_stats["composite"] = as_chains(loglik.sum((1, 2)))
+        loglik = as_chains(loglik)
     attrs = {"method": "svi", "guide": guide, "latent_dim": d, "num_steps": int(num_steps),
              "learning_rate": float(learning_rate), "final_loss": float(losses[-1]), "converged": int(converged),
              "detection": obs.detection}
