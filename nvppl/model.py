@@ -369,6 +369,11 @@ class VesicleModel:
             if arr.shape != shape:
                 raise ValueError(f"Params field {name!r} has shape {arr.shape}, expected {shape}")
             self._check_field(name, arr)
+            if name in ("v", "Q", "w_c") and name in self.fixed and not np.any(self.fixed[name]) and np.any(arr):
+                what = "docking does not depend on content" if name == "w_c" else "migration has no tilt"
+                raise ValueError(f"Params field {name!r} is non-zero, but the model fixes it at 0 ({what} in this "
+                                 f"model, and the samplers and the density rely on that); give {name!r} a prior "
+                                 f"or a non-zero fixed value in the model instead")
             out[name] = arr
         return Params(**out)
 

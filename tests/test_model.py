@@ -477,3 +477,20 @@ def test_spec_errors(sink_sub):
     m = nv.VesicleModel(sink_sub, n_types=1, priors={"u": dist.Laplace(0.0, 1.0)})
     with pytest.raises(ValueError, match=re.escape("prior on 'u' (Laplace) cannot be written")):
         m.to_spec()
+
+
+def test_params_cannot_switch_on_a_kernel_the_model_fixes_off():
+    """A model that fixes w_c (or v, Q) at 0 has content-independent docking (no
+    tilt); Params that set them non-zero are refused rather than honoured by one
+    implementation and ignored by another."""
+    import networkx as nx
+
+    sub = nv.Substrate.from_networkx(nx.path_graph(3))
+    model = nv.VesicleModel(sub, n_types=1, content_dim=1, priors={"w_c": 0.0})
+    params = model.default_params()
+    with pytest.raises(ValueError, match="'w_c' is non-zero, but the model fixes it at 0"):
+        model.check_params(params.replace(w_c=np.array([[3.0]])))
+    with pytest.raises(ValueError, match="'w_c' is non-zero"):
+        nv.simulate(model, params.replace(w_c=np.array([[3.0]])), n_steps=3)
+    tilted = nv.VesicleModel(sub, n_types=1, content_dim=1, priors={"w_c": 0.0, "Q": 0.5})
+    assert tilted.check_params(tilted.default_params()).Q[0, 0, 0] == 0.5

@@ -189,7 +189,8 @@ def test_pmmh_from_svi_uses_the_guide_covariance(two_param):
                        log_likelihood=False)
     kernel = PMMH(model, obs, init=fit)
     cov = np.asarray(kernel.chol0 @ kernel.chol0.T)
-    draws = {n: fit.idata.posterior[n].values[0] for n in model.inferred}
+    post = fit.idata.posterior
+    draws = {n: post[n].values.reshape((-1,) + post[n].shape[2:]) for n in model.inferred}
     zs = np.asarray(jax.vmap(kernel._flat)(draws))
     emp = np.cov(zs, rowvar=False)
     se = np.sqrt((emp ** 2 + np.outer(np.diag(emp), np.diag(emp))) / len(zs))
