@@ -128,15 +128,15 @@ def test_pmmh_intervals_cover_the_truth():
     with PMMH started from a density-SVI fit (its draws start the chains, its
     guide's covariance shapes the first proposals).
 
-    16 replicate data sets, truths drawn from the prior (u₀ clipped to keep
+    12 replicate data sets, truths drawn from the prior (u₀ clipped to keep
     emission informative); the number of covered components must lie in the
-    central 99.9 % interval of Binomial(48, 0.9).
+    central 99.9 % interval of Binomial(36, 0.9).
     """
     sub = nv.Substrate.from_networkx(nx.cycle_graph(3))
     model = nv.VesicleModel(sub, n_types=1, priors={"a": 0.0, "T": np.full((1, 3, 3), 1 / 3),
                                                     "delta": nv.model.dist.Beta(2.0, 8.0)})
     covered = total = 0
-    for rep in range(16):
+    for rep in range(12):
         truth = model.sample_params(200 + rep)
         truth = truth.replace(u=np.clip(truth.u, -1.0, 1.5))
         traces = nv.simulate(model, truth, n_steps=25, n_runs=2, key=rep)
