@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .density import detected_mean
+
 __all__ = ["plot_counts", "plot_density_graph", "plot_density_heatmap"]
 
 _KINDS = {"rho": ("rho", "expected vesicles"), "docks": ("expected_docks", "expected docks")}
@@ -256,10 +258,7 @@ def plot_counts(obs, density, type=None, path=None):
                 raise ValueError(f"{what} differ: the observed {name} have {y.shape[axis]} {what} but the "
                                  f"density {attr} has {m.shape[axis]}")
         ks = list(range(y.shape[3])) if type is None else [_check_type(type, y.shape[3])]
-        if obs.detection == "binomial":
-            m = obs.p_det * m
-        elif obs.detection == "poisson":
-            m = m + obs.floor
+        m = detected_mean(m, obs.detection, obs.p_det, obs.floor)
         y, m = y[..., ks], m[..., ks]
         observed, predicted = y.mean(0).ravel(), m.mean(0).ravel()
         which = "all types" if type is None else f"type {ks[0]}"

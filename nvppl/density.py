@@ -49,11 +49,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._extension import load
 from .kernels import decay, docking, emission, migration
 from .model import ModelKey
 
 __all__ = ["Density", "relax", "exact_in_mean", "expected_release", "composite_log_likelihood",
-           "predicted_mean"]
+           "predicted_mean", "detected_mean"]
 
 
 class Density(NamedTuple):
@@ -195,12 +196,10 @@ def relax(model, params, n_steps: int, covariates=None, max_age: int | None = No
     if not _traced(params):
         params = model.check_params(params)
     per_run = covariates is not None and np.ndim(covariates) == 4
-    if per_run and not isinstance(covariates, jax.core.Tracer):
-        F = model_features(model, covariates, np.shape(covariates)[0], n_steps)
-    elif covariates is not None and isinstance(covariates, jax.core.Tracer):
+    if isinstance(covariates, jax.core.Tracer):
         F = covariates if per_run else jnp.broadcast_to(covariates, (n_steps,) + covariates.shape[-2:])[None]
     else:
-        F = model_features(model, covariates, 1, n_steps)
+        F = model_features(model, covariates, np.shape(covariates)[0] if per_run else 1, n_steps)
     p = {k: jnp.asarray(v) for k, v in params.to_dict().items() if v is not None}
     varying = isinstance(F, jax.core.Tracer) or not np.array_equal(F, np.broadcast_to(F[:, :1], F.shape))
     run = _relaxer(ModelKey(model), n_steps, A, bool(varying))
@@ -360,23 +359,11 @@ def _relaxer(key: ModelKey, n_steps: int, A: int, varying: bool):
 
     return jax.jit(run)
 
-_BUILD_HINT = ("nvppl's compiled extension nvppl._relax is not built; build it with "
-               "`pip install -e \".[dev]\"` (or `python setup.py build_ext --inplace`) in the source tree")
-
-
-def _relax_core():
-    try:
-        from . import _relax
-    except ImportError as exc:  # pragma: no cover - exercised only on a broken install
-        raise ImportError(_BUILD_HINT) from exc
-    return _relax
-
-
 def _recursion(sub, n_steps: int):
     """The compiled linear recursion ``a = rec(P, src, S)`` of :mod:`nvppl._relax` as a JAX
     function with a custom adjoint, both run on the host through ``pure_callback``.
     Layouts: ``P (T|1, n, M, K)``, ``src (T|1, Ch, n, K)``, ``S (T|1, n, K)`` → ``a (T, Ch, n, K)``."""
-    core = _relax_core()
+    core = load("nvppl._relax")
     cand = np.ascontiguousarray(sub.candidates, dtype=np.int64)
     n_cand = np.ascontiguousarray(sub.n_candidates, dtype=np.int64)
     ptr, esrc, slot = core.incoming(cand, n_cand)
@@ -489,8 +476,13 @@ def expected_release(density: Density, h, W_act, b_act):
 def predicted_mean(density: Density, kind: str, detection: str, p_det=None, floor: float = 0.1):
     """Mean of an observed count under the detection model: ``ρ`` (exact),
     ``p_det·ρ`` (binomial thinning) or ``ρ + floor`` (Poisson noise); ``kind`` is
-    ``"counts"`` or ``"docks"``."""
+    ``"counts"`` or ``"docks"`` (``expected_docks`` in place of ``ρ``)."""
     base = density.rho if kind == "counts" else density.expected_docks
+    return detected_mean(base, detection, p_det, floor)
+
+
+def detected_mean(base, detection: str, p_det=None, floor: float = 0.1):
+    """The detection model applied to expected true counts ``base`` (see :func:`predicted_mean`)."""
     if detection == "binomial":
         return p_det * base
     if detection == "poisson":

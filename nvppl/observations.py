@@ -6,7 +6,7 @@ import numpy as np
 
 from .errors import ObservationError
 
-__all__ = ["Observations", "DETECTIONS"]
+__all__ = ["Observations", "DETECTIONS", "check_fit_data"]
 
 DETECTIONS = ("exact", "binomial", "poisson")
 
@@ -119,3 +119,18 @@ class Observations:
         kinds = [k for k in ("counts", "docks") if getattr(self, k) is not None]
         return (f"Observations(shape={self.shape}, observed={kinds}, detection={self.detection!r}, "
                 f"p_det={self.p_det})")
+
+
+def check_fit_data(model, obs, method: str, p_det_reason: str) -> None:
+    """Validate observations for a fitting method: an :class:`Observations` that
+    matches ``model``, and a known ``p_det`` under binomial detection (the
+    reason why the method needs it is ``p_det_reason``)."""
+    if not isinstance(obs, Observations):
+        raise TypeError(f"method={method!r} fits partial observations (nvppl.Observations, e.g. from "
+                        f"traces.observe(...)), got {type(obs).__name__}"
+                        + ("; fit fully observed Traces with method='nuts'" if type(obs).__name__ == "Traces"
+                           else ""))
+    obs.check_model(model)
+    if obs.detection == "binomial" and obs.p_det is None:
+        raise ValueError(f"binomial detection with an unknown p_det (p_det=None) is not supported by "
+                         f"method={method!r}: {p_det_reason}; pass p_det to Observations")

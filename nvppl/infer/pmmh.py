@@ -52,7 +52,7 @@ from numpyro.util import is_prng_key, not_jax_tracer
 from .._keys import as_jax_key
 from .. import diagnostics
 from ..errors import ObservationError
-from ..observations import Observations
+from ..observations import check_fit_data
 
 __all__ = ["PMMH", "PMMHState", "fit_pmmh"]
 
@@ -300,7 +300,8 @@ class PMMH(MCMCKernel):
 
         if not isinstance(model, VesicleModel):
             raise TypeError(f"model must be an nvppl VesicleModel, got {type(model).__name__}")
-        _check_observations(model, obs)
+        check_fit_data(model, obs, "pmmh", "the particle filter needs a known detection probability (or "
+                       "observe with detection='exact' or 'poisson')")
         if not model.inferred:
             raise ValueError("the model has no inferred parameter: every field is fixed")
         if isinstance(n_particles, bool) or not isinstance(n_particles, (int, np.integer)) or n_particles < 1:
@@ -765,20 +766,6 @@ def _prior_program(model):
         model.param_sites()
 
     return prior
-
-
-def _check_observations(model, obs):
-    """Validate observations for PMMH (type, shape, detection model)."""
-    if not isinstance(obs, Observations):
-        raise TypeError(f"method='pmmh' fits partial observations (nvppl.Observations, e.g. from "
-                        f"traces.observe(...)), got {type(obs).__name__}"
-                        + ("; fit fully observed Traces with method='nuts'" if type(obs).__name__ == "Traces"
-                           else ""))
-    obs.check_model(model)
-    if obs.detection == "binomial" and obs.p_det is None:
-        raise ValueError("binomial detection with an unknown p_det (p_det=None) is not supported by PMMH: the "
-                         "particle filter needs a known detection probability; pass p_det to Observations "
-                         "(or observe with detection='exact' or 'poisson')")
 
 
 def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4, key=0,

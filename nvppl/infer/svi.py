@@ -47,7 +47,7 @@ from numpyro.optim import Adam
 from .. import density, diagnostics
 from .._keys import as_jax_key
 from ..model import ModelKey
-from ..observations import Observations
+from ..observations import Observations, check_fit_data
 
 __all__ = ["fit_svi", "GUIDES", "guide_moments", "godambe_covariance"]
 
@@ -123,19 +123,11 @@ class _Data(NamedTuple):
 
 
 def check_observations(model, obs, method: str) -> None:
-    """Observations for a density method: type, shape, detection model."""
-    if not isinstance(obs, Observations):
-        raise TypeError(f"method={method!r} fits partial observations (nvppl.Observations, e.g. from "
-                        f"traces.observe(...)), got {type(obs).__name__}"
-                        + ("; fit fully observed Traces with method='nuts'" if type(obs).__name__ == "Traces"
-                           else ""))
-    obs.check_model(model)
-    if obs.detection == "binomial" and obs.p_det is None:
-        raise ValueError(f"binomial detection with an unknown p_det is not supported by method={method!r}: the "
-                         "counts identify only p_det times the emission rate; pass p_det to Observations")
+    """Observations and model for a density method (``"svi"``, ``"is"``)."""
+    check_fit_data(model, obs, method, "the counts identify only p_det times the emission rate")
     if model.lifetime == "countdown" and model.sigma_tau > 0:
         raise ValueError("countdown lifetimes with sigma_tau > 0 have no closed-form density; "
-                         "method='svi' needs sigma_tau = 0")
+                         f"method={method!r} needs sigma_tau = 0")
     if not model.inferred:
         raise ValueError("the model has no inferred parameter: every field is fixed")
 
@@ -255,6 +247,17 @@ def _compiled(key: ModelKey, spec: _Spec, guide: str, rank, learning_rate: float
     return svi, g, loop, potential, init, draw
 
 
+def _fd_hessian(grad, z: np.ndarray, step: float = 1e-5) -> np.ndarray:
+    """Symmetrised central-difference Hessian from a gradient function."""
+    d = z.size
+    H = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = step
+        H[i] = (grad(z + e) - grad(z - e)) / (2 * step)
+    return 0.5 * (H + H.T)
+
+
 def _laplace(potential, z0, data, dense: bool, max_iter: int):
     """Composite MAP (L-BFGS on the unconstrained potential) and, for ``dense``, the
     Laplace covariance from a finite-difference Hessian of the gradient."""
@@ -274,13 +277,7 @@ def _laplace(potential, z0, data, dense: bool, max_iter: int):
     z = res.x
     if not dense:
         return z, None, res
-    d, h = z.size, 1e-5
-    H = np.empty((d, d))
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = h
-        H[i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * h)
-    H = 0.5 * (H + H.T)
+    H = _fd_hessian(lambda x: fun(x)[1], z)
     w, V = np.linalg.eigh(H)
     if not np.all(np.isfinite(w)):
         return z, None, res
@@ -514,13 +511,7 @@ def godambe_covariance(fit, n_boot: int | None = None, key=0, step: float = 1e-5
     def grad(data):
         return np.asarray(comp.potential(jnp.asarray(z), data)[1], dtype=np.float64)
 
-    H = np.empty((d, d))
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = step
-        H[i] = (np.asarray(comp.potential(jnp.asarray(z + e), comp.data)[1])
-                - np.asarray(comp.potential(jnp.asarray(z - e), comp.data)[1])) / (2 * step)
-    H = 0.5 * (H + H.T)
+    H = _fd_hessian(lambda x: np.asarray(comp.potential(jnp.asarray(x), comp.data)[1]), z, step)
     params = fit.posterior_mean()
     seeds = np.asarray(jax.random.randint(as_jax_key(key), (n_boot, 2), 0, np.iinfo(np.int32).max))
     scores = np.empty((n_boot, d))

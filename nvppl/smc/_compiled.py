@@ -12,22 +12,14 @@ import os
 import numpy as np
 from scipy.special import expit
 
+from .._extension import load
 from ..traces import Traces
 
 __all__ = ["core", "core_model", "seed64", "simulate_compiled", "thread_count"]
 
-_BUILD_HINT = ("the compiled core nvppl.smc._core is not built. Build it from the source tree with "
-               "`pip install -e \".[dev]\"` (or `python setup.py build_ext --inplace`); it needs Cython, "
-               "NumPy, a C compiler and OpenMP (-fopenmp)")
-
-
 def core():
     """The compiled extension module; raises ImportError saying how to build it."""
-    try:
-        from . import _core
-    except ImportError as exc:  # pragma: no cover - exercised only on a broken install
-        raise ImportError(_BUILD_HINT) from exc
-    return _core
+    return load("nvppl.smc._core")
 
 
 def seed64(key) -> int:
