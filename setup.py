@@ -10,6 +10,7 @@ from setuptools import setup
 EXTENSIONS: list[tuple[str, str]] = [
     ("nvppl.smc._core", "nvppl/smc/_core.pyx"),
     ("nvppl._relax", "nvppl/_relax.pyx"),
+    ("nvppl.backend._emulator", "nvppl/backend/_emulator.pyx"),
 ]
 
 

@@ -28,7 +28,7 @@ import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import density, diagnostics, infer, kernels, smc  # noqa: E402
+from . import backend, density, diagnostics, infer, kernels, smc  # noqa: E402
 from .infer import load_fit  # noqa: E402
 from .errors import CapacityError, ImportanceSamplingError, ObservationError, TraceError  # noqa: E402
 from .model import VesicleModel  # noqa: E402
@@ -43,6 +43,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Substrate", "VesicleModel", "Params", "Traces", "Observations", "simulate",
     "TraceError", "ObservationError", "CapacityError", "ImportanceSamplingError", "infer", "diagnostics", "kernels",
-    "smc", "density", "load_fit",
+    "smc", "density", "backend", "load_fit",
     "__version__",
 ]

@@ -1,0 +1,453 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The emulator's hot loop: deliver, update, route and learn for one tick.
+
+Implements the machine of ``docs/guide/emulator.rst`` exactly; the NumPy
+reference (``nvppl/backend/reference.py``) implements it independently and the
+tests compare the two bit for bit.
+"""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memset
+
+import numpy as np
+
+# counters (indices into the int64 array passed to tick)
+cdef enum:
+    C_SYNOPS = 0
+    C_UPDATES = 1
+    C_INSTR = 2
+    C_WUPDATES = 3
+    C_PACKETS = 4
+    C_FLITS = 5
+    C_HOPS = 6
+    C_SPIKES = 7
+    N_COUNTERS = 8
+
+COUNTERS = ("synaptic_ops", "neuron_updates", "instructions", "weight_updates", "packets", "flits", "hops",
+            "spikes")
+
+# opcodes and registers (docs/guide/emulator.rst)
+cdef enum:
+    OP_NPC = 0
+    OP_LSIS = 1
+    OP_LSLS = 2
+    OP_LSSYN = 3
+    OP_UPTVT = 4
+    OP_UPTLS = 5
+    OP_UPTSYN = 6
+    OP_GSPRS = 7
+    OP_ADD = 8
+    OP_ADDI = 9
+    OP_SUB = 10
+    OP_SFTI = 11
+    OP_CMP = 12
+    OP_JC = 13
+
+cdef enum:
+    VT = 0
+    VTH = 1
+    I = 2
+    WGTSUM = 3
+    RES = 4
+    RAND = 5
+    WGT = 6
+    TPRE = 7
+    TPOST = 8
+    TREW = 9
+    SPK = 10
+    RWSUM = 11
+
+# errors reported by a unit
+cdef enum:
+    E_OK = 0
+    E_STEPS = 1
+    E_SLOT = 2
+
+
+cdef inline uint64_t mix(uint64_t z) noexcept nogil:
+    z = z + <uint64_t>0x9E3779B97F4A7C15ULL
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef struct Unit:
+    int64_t R[16]
+    int flag            # sign of the last CMP
+    uint64_t h          # generator key of the unit (computed on the first draw)
+    int has_h
+    uint64_t unit_word  # unit * 2**32 + tick
+    uint64_t core_word  # chip core id
+    uint64_t n          # draws so far
+    int fired
+    int64_t executed
+    int error
+    int64_t* state      # the neuron's state row (neuron sections)
+    int64_t* traces     # the neuron's traces (neuron sections)
+    int64_t* weight     # the synapse's weight (weight section)
+    int s_pre
+    int s_post
+
+
+cdef inline uint64_t draw(Unit* u, const Chip* c) noexcept nogil:
+    if not u.has_h:
+        u.h = mix(mix(c.seed_mix ^ u.core_word) ^ u.unit_word)
+        u.has_h = 1
+    cdef uint64_t v = mix(u.h + u.n) >> 48
+    u.n += 1
+    return v
+
+
+cdef inline int64_t sat(int64_t v, int64_t lo, int64_t hi) noexcept nogil:
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+cdef inline int64_t shr(int64_t v, int64_t k, int rounding, Unit* u, const Chip* c) noexcept nogil:
+    if k <= 0:
+        return v
+    if rounding == 0:
+        return v >> k
+    if rounding == 1:
+        return (v + (<int64_t>1 << (k - 1))) >> k
+    return (v + <int64_t>(draw(u, c) & ((<uint64_t>1 << k) - 1))) >> k
+
+
+cdef inline int64_t rd_reg(Unit* u, int r, const Chip* c) noexcept nogil:
+    if r == RAND:
+        return <int64_t>(draw(u, c) >> 1)
+    return u.R[r]
+
+
+cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rounding) noexcept nogil:
+    cdef int32_t pc = start
+    cdef int32_t o, d, s, im
+    cdef int64_t a, b, v, x, y, r, p
+    cdef int64_t steps = 0
+    cdef int64_t smin = c.state_min, smax = c.state_max
+    while pc < end:
+        o = c.op[pc]
+        d = c.rd[pc]
+        s = c.rs[pc]
+        im = c.imm[pc]
+        steps += 1
+        if steps > c.max_steps:
+            u.error = E_STEPS
+            return 1
+        pc += 1
+        if o == OP_ADD:
+            a = rd_reg(u, s, c)
+            b = rd_reg(u, im & 15, c)
+            u.R[d] = sat(a + b, smin, smax)
+        elif o == OP_ADDI:
+            u.R[d] = sat(rd_reg(u, s, c) + im, smin, smax)
+        elif o == OP_SUB:
+            a = rd_reg(u, s, c)
+            b = rd_reg(u, im & 15, c)
+            u.R[d] = sat(a - b, smin, smax)
+        elif o == OP_SFTI:
+            a = rd_reg(u, s, c)
+            if im > 0:
+                u.R[d] = sat(a << im, smin, smax)
+            elif im < 0:
+                u.R[d] = shr(a, -im, rounding, u, c)
+            else:
+                u.R[d] = a
+        elif o == OP_LSIS:
+            if im >= c.n_slots:
+                u.error = E_SLOT
+                return 1
+            if s == 0:
+                u.R[d] = u.state[im]
+            else:
+                u.state[im] = rd_reg(u, d, c)
+        elif o == OP_LSLS:
+            if s == 0:
+                u.R[d] = u.traces[im]
+            else:
+                u.traces[im] = sat(rd_reg(u, d, c), 0, c.trace_max)
+        elif o == OP_LSSYN:
+            if s == 0:
+                u.R[d] = u.weight[0]
+            else:
+                u.weight[0] = sat(rd_reg(u, d, c), c.weight_min, c.weight_max)
+        elif o == OP_UPTVT:
+            v = u.R[VT]
+            if im < 16:
+                v = v - shr(v, im, rounding, u, c)
+            u.R[VT] = sat(v + u.R[I], smin, smax)
+        elif o == OP_UPTLS:
+            a = u.R[d]
+            b = rd_reg(u, s, c)
+            if im & 0x8000:
+                p = b
+            else:
+                p = (im & 0x7F) if b != 0 else 0
+            v = a - shr(a, (im >> 8) & 15, rounding, u, c) + p
+            u.R[d] = sat(v, 0, c.trace_max)
+        elif o == OP_UPTSYN:
+            x = u.R[TPRE]
+            y = u.R[TPOST]
+            r = u.R[TREW]
+            v = (im >> 12) & 7
+            if v == 0:
+                p = x * u.s_post
+            elif v == 1:
+                p = y * u.s_pre
+            elif v == 2:
+                p = (x * y) >> 7
+            else:
+                p = (((x * y) >> 7) * r) >> 7
+            a = im & 0xFF
+            if a >= 128:
+                a -= 256
+            u.R[WGT] = sat(u.R[WGT] + shr(a * p, (im >> 8) & 15, rounding, u, c), c.weight_min, c.weight_max)
+        elif o == OP_GSPRS:
+            if u.R[VT] >= u.R[VTH]:
+                u.R[VT] = u.R[RES]
+                u.R[SPK] = 1
+                u.fired = 1
+            else:
+                u.R[SPK] = 0
+        elif o == OP_CMP:
+            a = rd_reg(u, s, c)
+            b = rd_reg(u, im & 15, c)
+            u.flag = (a > b) - (a < b)
+        elif o == OP_JC:
+            if (d == 0 or (d == 1 and u.flag == 0) or (d == 2 and u.flag != 0) or (d == 3 and u.flag < 0)
+                    or (d == 4 and u.flag >= 0) or (d == 5 and u.flag > 0) or (d == 6 and u.flag <= 0)):
+                pc = pc + im
+        elif o == OP_NPC:
+            steps -= 1
+            break
+    u.executed += steps
+    return 0
+
+
+cdef inline void unit_init(Unit* u, uint64_t core_word, uint64_t unit_word) noexcept nogil:
+    cdef int k
+    for k in range(16):
+        u.R[k] = 0
+    u.flag = 0
+    u.has_h = 0
+    u.n = 0
+    u.fired = 0
+    u.executed = 0
+    u.error = E_OK
+    u.core_word = core_word
+    u.unit_word = unit_word
+    u.s_pre = 0
+    u.s_post = 0
+
+
+cdef inline int unchanged(const Chip* c, const int64_t* st, const int64_t* tr, const int64_t* before) noexcept nogil:
+    cdef int64_t k
+    for k in range(c.n_slots):
+        if st[k] != before[k]:
+            return 0
+    return tr[0] == before[c.n_slots] and tr[1] == before[c.n_slots + 1] and tr[2] == before[c.n_slots + 2]
+
+
+cdef inline int64_t deliver(Chip* c, int64_t a, int32_t* active, int64_t n_active,
+                           int64_t* counters) noexcept nogil:
+    cdef int64_t syn = c.ax_start[a], k
+    cdef int32_t tgt
+    for k in range(c.ax_count[a]):
+        tgt = c.syn_target[syn + k]
+        if c.syn_reward[syn + k]:
+            c.acc_r[tgt] += c.syn_weight[syn + k]
+        else:
+            c.acc_w[tgt] += c.syn_weight[syn + k]
+        if not c.mark[tgt]:
+            c.mark[tgt] = 1
+            active[n_active] = tgt
+            n_active += 1
+    counters[C_SYNOPS] += c.ax_count[a]
+    return n_active
+
+
+cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_fired_in,
+                        const int64_t* ext_axons, int64_t n_ext, int32_t* active, int64_t n_active,
+                        int32_t* fired_out, int64_t* n_fired_out, int64_t* counters, int learn,
+                        int64_t* err_unit) noexcept nogil:
+    """One tick. Returns the new active count, or -1 - error code with err_unit set."""
+    cdef int64_t e, g, q, k, n_next = 0, n_out = 0, syn
+    cdef int32_t core, j, tgt
+    cdef int quiet
+    cdef int64_t before[67]
+    cdef Unit u
+    cdef int64_t* st
+    cdef int64_t* tr
+    # 1. deliver: packets sent last tick, then the external input of this tick
+    for q in range(n_fired_in):
+        j = fired_in[q]
+        for e in range(c.out_ptr[j], c.out_ptr[j + 1]):
+            n_active = deliver(c, c.out_axon[e], active, n_active, counters)
+    for q in range(n_ext):
+        n_active = deliver(c, ext_axons[q], active, n_active, counters)
+    # 2. update every active neuron; one whose update with no input changed nothing leaves the list
+    for q in range(n_active):
+        g = active[q]
+        core = c.ncore[g]
+        quiet = c.acc_w[g] == 0 and c.acc_r[g] == 0
+        st = &c.state[g * c.n_slots]
+        tr = &c.traces[3 * g]
+        if quiet:
+            for k in range(c.n_slots):
+                before[k] = st[k]
+            before[c.n_slots] = tr[0]
+            before[c.n_slots + 1] = tr[1]
+            before[c.n_slots + 2] = tr[2]
+        unit_init(&u, <uint64_t>c.core_id[core], (<uint64_t>(g - c.nbase[core]) << 32) | <uint64_t>t)
+        u.R[WGTSUM] = sat(c.acc_w[g], c.state_min, c.state_max)
+        u.R[RWSUM] = sat(c.acc_r[g], c.state_min, c.state_max)
+        c.acc_w[g] = 0
+        c.acc_r[g] = 0
+        u.state = st
+        u.traces = tr
+        if run_section(&u, c, c.sec[6 * core + 2], c.sec[6 * core + 3], c.rounding[core]) or \
+                run_section(&u, c, c.sec[6 * core + 4], c.sec[6 * core + 5], c.rounding[core]):
+            err_unit[0] = g
+            return -1 - u.error
+        counters[C_UPDATES] += 1
+        counters[C_INSTR] += u.executed
+        if u.fired:
+            fired_out[n_out] = <int32_t>g
+            n_out += 1
+            c.spiked[g] = 1
+        if quiet and not u.fired and u.n == 0 and unchanged(c, st, tr, before):
+            c.mark[g] = 0
+        else:
+            active[n_next] = <int32_t>g
+            n_next += 1
+    # 3. route: one packet per out entry of every neuron that fired
+    counters[C_SPIKES] += n_out
+    for q in range(n_out):
+        g = fired_out[q]
+        for e in range(c.out_ptr[g], c.out_ptr[g + 1]):
+            c.out_count[e] += 1
+            counters[C_PACKETS] += 1
+            counters[C_FLITS] += c.out_flits[e]
+            counters[C_HOPS] += c.out_hops[e]
+    # 4. learn
+    if learn:
+        for q in range(c.n_plastic):
+            syn = c.pl_syn[q]
+            j = c.pl_pre[q]
+            tgt = c.pl_post[q]
+            core = c.pl_core[q]
+            if c.weight_inert[core] and not c.spiked[j] and not c.spiked[tgt] and c.traces[3 * j] == 0 \
+                    and c.traces[3 * tgt + 1] == 0 and c.traces[3 * tgt + 2] == 0:
+                continue
+            unit_init(&u, <uint64_t>c.core_id[core], ((<uint64_t>1 << 30) + <uint64_t>c.pl_unit[q]) << 32 | <uint64_t>t)
+            u.R[TPRE] = c.traces[3 * j]
+            u.R[TPOST] = c.traces[3 * tgt + 1]
+            u.R[TREW] = c.traces[3 * tgt + 2]
+            u.s_pre = c.spiked[j]
+            u.s_post = c.spiked[tgt]
+            u.weight = &c.syn_weight[syn]
+            if run_section(&u, c, c.sec[6 * core], c.sec[6 * core + 1], c.rounding[core]):
+                err_unit[0] = syn
+                return -100 - u.error
+            counters[C_WUPDATES] += 1
+            counters[C_INSTR] += u.executed
+        memset(c.spiked, 0, c.n_neurons)
+    n_fired_out[0] = n_out
+    return n_next
+
+
+cdef class Machine:
+    """The chip's memory, reached from C; made by ``nvppl.backend.emulator``."""
+
+    cdef Chip c
+    cdef object keep      # the NumPy arrays behind the pointers
+    cdef public object active, fired_a, fired_b, counters
+    cdef int64_t n_active
+    cdef int64_t n_fired
+    cdef int flip
+
+    def __init__(self, dict a, dict sizes):
+        self.keep = a
+        cdef Chip* c = &self.c
+        c.n_neurons = sizes["n_neurons"]
+        c.n_slots = sizes["n_slots"]
+        c.state_min = sizes["state_min"]
+        c.state_max = sizes["state_max"]
+        c.weight_min = sizes["weight_min"]
+        c.weight_max = sizes["weight_max"]
+        c.trace_max = sizes["trace_max"]
+        c.max_steps = sizes["max_steps"]
+        c.seed_mix = 0
+        c.op = _p32(a["op"]); c.rd = _p32(a["rd"]); c.rs = _p32(a["rs"]); c.imm = _p32(a["imm"])
+        c.sec = _p32(a["sec"]); c.rounding = _p32(a["rounding"])
+        c.weight_inert = _pu8(a["weight_inert"])
+        if c.n_slots > 64:
+            raise ValueError("the emulator supports at most 64 state words per neuron")
+        c.core_id = _p64(a["core_id"]); c.nbase = _p64(a["nbase"]); c.ncore = _p32(a["ncore"])
+        c.state = _p64(a["state"]); c.traces = _p64(a["traces"])
+        c.acc_w = _p64(a["acc_w"]); c.acc_r = _p64(a["acc_r"])
+        c.spiked = _pu8(a["spiked"]); c.mark = _pu8(a["mark"])
+        c.out_ptr = _p64(a["out_ptr"]); c.out_axon = _p64(a["out_axon"])
+        c.out_hops = _p32(a["out_hops"]); c.out_flits = _p32(a["out_flits"]); c.out_count = _p64(a["out_count"])
+        c.ax_start = _p64(a["ax_start"]); c.ax_count = _p32(a["ax_count"])
+        c.syn_target = _p32(a["syn_target"]); c.syn_weight = _p64(a["syn_weight"]); c.syn_reward = _pu8(a["syn_reward"])
+        c.n_plastic = len(a["pl_syn"])
+        c.pl_syn = _p64(a["pl_syn"]); c.pl_pre = _p32(a["pl_pre"]); c.pl_post = _p32(a["pl_post"])
+        c.pl_core = _p32(a["pl_core"]); c.pl_unit = _p64(a["pl_unit"])
+        n = max(c.n_neurons, 1)
+        self.active = np.zeros(n, dtype=np.int32)
+        self.fired_a = np.zeros(n, dtype=np.int32)
+        self.fired_b = np.zeros(n, dtype=np.int32)
+        self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
+        first = a["initial_active"]
+        self.n_active = len(first)
+        self.active[:len(first)] = first
+        a["mark"][first] = 1
+        self.n_fired = 0
+        self.flip = 0
+
+    def seed(self, uint64_t seed_mix):
+        self.c.seed_mix = seed_mix
+
+    def tick(self, int64_t t, const int64_t[::1] ext_axons, bint learn):
+        """Advance one tick; returns the neurons that fired (a fresh int32 array)."""
+        cdef int32_t[::1] fin = self.fired_b if self.flip else self.fired_a
+        cdef int32_t[::1] fout = self.fired_a if self.flip else self.fired_b
+        cdef int32_t[::1] act = self.active
+        cdef int64_t[::1] cnt = self.counters
+        cdef int64_t n_out = 0, err_unit = -1, res
+        cdef int64_t n_ext = ext_axons.shape[0]
+        cdef const int64_t* ext = &ext_axons[0] if n_ext else NULL
+        with nogil:
+            res = tick_nogil(&self.c, t, &fin[0], self.n_fired, ext, n_ext, &act[0], self.n_active,
+                             &fout[0], &n_out, &cnt[0], learn, &err_unit)
+        if res < 0:
+            return ("error", int(-res), int(err_unit))
+        self.n_active = res
+        self.n_fired = n_out
+        self.flip ^= 1
+        return np.asarray(fout[:n_out]).copy()
+
+
+cdef inline const int32_t* _p32(arr) except NULL:
+    cdef const int32_t[::1] v = arr
+    if v.shape[0] == 0:
+        return <const int32_t*>1
+    return &v[0]
+
+
+cdef inline int64_t* _p64(arr) except NULL:
+    cdef int64_t[::1] v = arr
+    if v.shape[0] == 0:
+        return <int64_t*>8
+    return &v[0]
+
+
+cdef inline uint8_t* _pu8(arr) except NULL:
+    cdef uint8_t[::1] v = arr
+    if v.shape[0] == 0:
+        return <uint8_t*>1
+    return &v[0]

@@ -1,0 +1,422 @@
+"""Compilation of a spiking network into a chip program.
+
+:func:`compile` quantises a :class:`~nvppl.backend.Network` to the chip's word
+widths, chooses the neuron programs (LIF, relay, traces, learning rule), places
+populations on cores, lays out the axon tables and synapse memory, and checks
+every per-core capacity. What does not fit is refused with
+:class:`~nvppl.CapacityError` naming the resource; nothing is truncated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CapacityError
+from . import isa
+from .chip import ChipConfig
+from .image import ROUNDING_CODES, ChipProgram, CoreImage
+from .network import LIF, Network, STDP, ThreeFactor
+from .noc import PacketClass
+
+SHORT_AXONS = 512  # axons below this fit the head flit's 9-bit route id
+
+
+def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None) -> ChipProgram:
+    """Compile a spiking network for the chip.
+
+    Parameters
+    ----------
+    model : Network
+        The network to deploy.
+    fit_or_params : None
+        Reserved for vesicle models; must be None for a network.
+    chip : ChipConfig, optional
+        The chip (default ``ChipConfig()``).
+
+    Returns
+    -------
+    ChipProgram
+        Core images, placement, and ``quantization``: a table of every quantised
+        quantity with its float value, deployed value and error.
+
+    Raises
+    ------
+    CapacityError
+        When the network does not fit, naming the resource that ran out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nvppl.backend import Network, LIF, compile
+    >>> net = Network()
+    >>> a = net.add_input("a", 3)
+    >>> b = net.add_lif("b", 2, LIF(tau_mem=8.0, v_th=1.0))
+    >>> _ = net.connect(a, b, np.full((3, 2), 0.5))
+    >>> prog = compile(net)
+    >>> prog.resources["cores"], prog.resources["synapse_words"]
+    (2, 9)
+    """
+    chip = ChipConfig() if chip is None else chip
+    if not isinstance(chip, ChipConfig):
+        raise TypeError(f"chip must be an nvppl.backend.ChipConfig, got {type(chip).__name__}")
+    if isinstance(model, Network):
+        if fit_or_params is not None:
+            raise TypeError("compile(network) takes no parameters: the network carries its own")
+        return _compile_network(model, chip)
+    raise TypeError(f"compile() needs an nvppl.backend.Network, got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# programs and quantisation
+
+
+def _shift_of(tau, what, rows):
+    """Leak shift k with 2**-k ≈ 1/tau (16: no leak)."""
+    if math.isinf(tau):
+        return 16
+    k = int(round(math.log2(tau)))
+    if k > 15:
+        raise ValueError(f"{what} = {tau} ticks is longer than the chip's longest leak (2**15 ticks); use math.inf")
+    rows.append((what, float(tau), float(2 ** k)))
+    return k
+
+
+def _one(values, what):
+    """The single distinct value among ``values`` (None when empty); else an error naming ``what``."""
+    distinct = []
+    for v, source in values:
+        if all(v != d for d, _ in distinct):
+            distinct.append((v, source))
+    if len(distinct) > 1:
+        raise ValueError(f"{what}: {distinct[0][1]} and {distinct[1][1]} need different settings "
+                         f"({distinct[0][0]} vs {distinct[1][0]}); a population has one trace and one learning rule")
+    return distinct[0][0] if distinct else None
+
+
+def _population_programs(net: Network, chip: ChipConfig):
+    """Per population: (NeuronProgram, scale, quantisation rows)."""
+    out = []
+    for pop in net.populations:
+        rows = []
+        ins, outs = net.incoming(pop), net.outgoing(pop)
+        label = lambda p: f"projection {p.pre.name!r} -> {p.post.name!r}"  # noqa: E731
+        x = _one([(p.plasticity.x, label(p)) for p in outs if p.plasticity is not None],
+                 f"presynaptic trace of {pop.name!r}")
+        y = _one([(p.plasticity.y, label(p)) for p in ins if p.plasticity is not None],
+                 f"postsynaptic trace of {pop.name!r}")
+        rule = _one([(p.plasticity, label(p)) for p in ins if p.plasticity is not None],
+                    f"learning rule of {pop.name!r}")
+        r = rule.r if isinstance(rule, ThreeFactor) else None
+        rewards = [p for p in ins if p.kind == "reward"]
+        if rewards and r is None:
+            raise ValueError(f"{label(rewards[0])}: reward spikes into {pop.name!r} would have no effect: no "
+                             "ThreeFactor projection into it defines its reward trace")
+        trace = isa.trace_section(x=x, y=y, r=r) if (x or y or r is not None) else ""
+        if isinstance(rule, STDP):
+            weight = isa.stdp_section(a_pre=rule.a_pre, a_post=rule.a_post, shift=rule.shift)
+        elif isinstance(rule, ThreeFactor):
+            weight = isa.three_factor_section(a_mod=rule.a_mod, shift=rule.shift, a_pre=rule.a_pre,
+                                              a_post=rule.a_post)
+        else:
+            weight = ""
+        if pop.kind == "input":
+            program = isa.build_program(weight=weight, neuron=isa.relay_section(), trace=trace)
+            out.append((program, None, rows))
+            continue
+        nrn: LIF = pop.neuron
+        scale = _scale(pop, nrn, ins, chip)
+        q = {}
+        for name in ("v_th", "v_reset", "bias"):
+            value = getattr(nrn, name)
+            q[name] = int(round(value / scale))
+            if not chip.state_min <= q[name] <= chip.state_max:
+                raise ValueError(
+                    f"population {pop.name!r}: {name} = {value} is {q[name]} in units of {scale:.4g}, outside the "
+                    f"{chip.state_bits}-bit state range; choose LIF(scale=...) or smaller weights' span")
+            rows.append((name, float(value), q[name] * scale))
+        km = _shift_of(nrn.tau_mem, "tau_mem", rows)
+        ks = None if nrn.tau_syn is None else _shift_of(nrn.tau_syn, "tau_syn", rows)
+        if ks == 16:
+            raise ValueError(f"population {pop.name!r}: tau_syn must be finite (use None for no synaptic memory)")
+        neuron = isa.lif_section(threshold=q["v_th"], leak_shift=km, syn_shift=ks, reset=q["v_reset"],
+                                 bias=q["bias"])
+        program = isa.build_program(weight=weight, neuron=neuron, trace=trace)
+        out.append((program, scale, rows))
+    return out
+
+
+def _scale(pop, nrn: LIF, ins, chip):
+    if nrn.scale is not None:
+        return float(nrn.scale)
+    wmax = max((float(np.abs(p.weights.data).max()) for p in ins if p.kind == "spike" and p.weights.nnz), default=0.0)
+    if wmax > 0:
+        return wmax / chip.weight_max
+    return max(abs(nrn.v_th), abs(nrn.v_reset), abs(nrn.bias)) / (chip.state_max // 8)
+
+
+def _quantized_weights(net, scales, chip, rows_by_pop):
+    out = []
+    for proj in net.projections:
+        W = proj.weights
+        if proj.kind == "reward":
+            data = W.data.astype(np.int64)
+        else:
+            scale = scales[proj.post.index]
+            data = np.round(W.data / scale).astype(np.int64)
+            bad = (data < chip.weight_min) | (data > chip.weight_max)
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                j = int(np.searchsorted(W.indptr, k, side="right") - 1)
+                raise ValueError(
+                    f"projection {proj.pre.name!r} -> {proj.post.name!r}: weight [{j}, {W.indices[k]}] = {W.data[k]} "
+                    f"is {data[k]} in units of {scale:.4g}, outside the {chip.weight_bits}-bit weight range")
+            if W.nnz:
+                k = int(np.argmax(np.abs(data * scale - W.data)))
+                rows_by_pop[proj.post.index].append(
+                    (f"weight {proj.pre.name}->{proj.post.name} (largest error)", float(W.data[k]),
+                     float(data[k] * scale)))
+        Wq = W.copy()
+        Wq.data = data
+        out.append(Wq)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# placement
+
+
+def _in_synapses(net: Network, pop) -> np.ndarray:
+    """Incoming synapse count per neuron of ``pop`` (one external synapse per input relay)."""
+    counts = np.zeros(pop.size, dtype=np.int64)
+    if pop.kind == "input":
+        counts += 1
+    for proj in net.incoming(pop):
+        counts += np.bincount(proj.weights.indices, minlength=pop.size)
+    return counts
+
+
+def _slices(pop, counts, chip, cap):
+    """Contiguous neuron ranges, one per core, within ``cap`` neurons and the synapse capacity."""
+    too_many = np.flatnonzero(counts > chip.synapse_words)
+    if too_many.size:
+        k = int(too_many[0])
+        raise CapacityError(f"population {pop.name!r}, neuron {k}: {counts[k]} incoming synapses do not fit one "
+                            f"core's synapse memory ({chip.synapse_words} words)")
+    bounds, start, used = [], 0, 0
+    csum = np.concatenate([[0], np.cumsum(counts)])
+    while start < pop.size:
+        # the largest end with end - start ≤ neurons_per_core and csum[end] - csum[start] ≤ synapse_words
+        end = min(pop.size, start + cap)
+        end = min(end, int(np.searchsorted(csum, csum[start] + chip.synapse_words, side="right") - 1))
+        bounds.append((start, end))
+        start = end
+        used += 1
+    return bounds
+
+
+def _place(net: Network, chip: ChipConfig, caps):
+    slices = [_slices(pop, _in_synapses(net, pop), chip, cap) for pop, cap in zip(net.populations, caps)]
+    need = sum(len(s) for s in slices)
+    if need > chip.n_neuron_cores:
+        detail = ", ".join(f"{pop.name!r}: {len(s)}" for pop, s in zip(net.populations, slices))
+        raise CapacityError(f"the network needs {need} neuron cores ({detail}); the chip has "
+                            f"{chip.n_neuron_cores} ({chip.width} × {chip.height} tiles minus the controller)")
+    tiles = chip.neuron_cores()
+    placed, k = [], 0
+    for pop, s in zip(net.populations, slices):
+        placed.append([(tiles[k + m], a, b) for m, (a, b) in enumerate(s)])
+        k += len(s)
+    return placed
+
+
+# ---------------------------------------------------------------------------------------------
+# memory layout
+
+
+class _AxonOverflow(Exception):
+    """A core's axon table overflowed; placement retries with fewer neurons per core."""
+
+    def __init__(self, pop, neurons, needed, message):
+        super().__init__(message)
+        self.pop, self.neurons, self.needed = pop, neurons, needed
+
+
+def _compile_network(net: Network, chip: ChipConfig) -> ChipProgram:
+    """Place with the most neurons per core whose axon tables fit (random wiring needs fewer)."""
+    caps = [chip.neurons_per_core] * len(net.populations)
+    overflow = None
+    while True:
+        try:
+            return _compile_placed(net, chip, caps)
+        except _AxonOverflow as over:
+            overflow = over
+            smaller = int(over.neurons * chip.axon_words / over.needed * 0.95)
+            if smaller >= caps[over.pop]:
+                smaller = caps[over.pop] - 1
+            if smaller < 1:
+                raise CapacityError(f"{over}, even with one neuron per core") from None
+            caps[over.pop] = smaller
+        except CapacityError as exc:
+            if overflow is None:
+                raise
+            raise CapacityError(f"{overflow}; with fewer neurons per core to shrink the axon tables: {exc}") from None
+
+
+def _compile_placed(net: Network, chip: ChipConfig, caps) -> ChipProgram:
+    if not net.populations:
+        raise ValueError("the network has no populations")
+    if chip.state_slots < 2:
+        raise CapacityError(f"LIF programs need 2 state words per neuron; the chip has state_slots={chip.state_slots}")
+    progs = _population_programs(net, chip)
+    for pop, (program, _, _) in zip(net.populations, progs):
+        if len(program) > chip.instruction_words:
+            raise CapacityError(f"population {pop.name!r}: its program has {len(program)} instructions; a core's "
+                                f"instruction memory holds {chip.instruction_words}")
+    scales = [s for _, s, _ in progs]
+    rows_by_pop = [rows for _, _, rows in progs]
+    weights_q = _quantized_weights(net, scales, chip, rows_by_pop)
+    placed = _place(net, chip, caps)
+
+    # global view: core index of every neuron, and its local index there
+    cores_xy, core_pop, core_first, core_n = [], [], [], []
+    neuron_core = []   # per population: core index of each neuron
+    for pop, slices in zip(net.populations, placed):
+        nc = np.empty(pop.size, dtype=np.int64)
+        for (xy, a, b) in slices:
+            nc[a:b] = len(cores_xy)
+            cores_xy.append(xy)
+            core_pop.append(pop.index)
+            core_first.append(a)
+            core_n.append(b - a)
+        neuron_core.append(nc)
+    core_first = np.asarray(core_first, dtype=np.int64)
+    core_ids = np.array([chip.core_id(*xy) for xy in cores_xy], dtype=np.int64)
+
+    # every synapse as (core, target local, src core id, src local, reward, plastic, weight, projection, entry)
+    parts = []
+    for proj in net.projections:
+        W = weights_q[proj.index]
+        coo_j = np.repeat(np.arange(proj.pre.size), np.diff(W.indptr))
+        coo_i = W.indices.astype(np.int64)
+        tc = neuron_core[proj.post.index][coo_i]
+        sc = neuron_core[proj.pre.index][coo_j]
+        n = W.nnz
+        parts.append(np.stack([
+            tc, coo_i - core_first[tc], core_ids[sc], coo_j - core_first[sc],
+            np.full(n, int(proj.kind == "reward")), np.full(n, int(proj.plasticity is not None)),
+            W.data.astype(np.int64), np.full(n, proj.index), np.arange(n), np.zeros(n, dtype=np.int64)]))
+    for pop in net.populations:
+        if pop.kind == "input":  # external input: controller -> relay neuron, weight 1
+            tc = neuron_core[pop.index]
+            k = np.arange(pop.size)
+            n = pop.size
+            parts.append(np.stack([
+                tc, k - core_first[tc], np.full(n, chip.core_id(*chip.controller)), k - core_first[tc],
+                np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
+                np.full(n, -1), k, np.ones(n, dtype=np.int64)]))
+    syn = np.concatenate(parts, axis=1) if parts else np.zeros((10, 0), dtype=np.int64)
+    # order: by core, then axon key (external, src core, src local, reward), then target
+    order = np.lexsort((syn[1], syn[4], syn[3], syn[2], syn[9], syn[0]))
+    syn = syn[:, order]
+    n_cores = len(cores_xy)
+    core_start = np.searchsorted(syn[0], np.arange(n_cores + 1))
+
+    synapse_address = [np.empty((p.n_synapses, 2), dtype=np.int64) for p in net.projections]
+    local_index = np.arange(syn.shape[1]) - core_start[syn[0]]
+    real = syn[7] >= 0
+    for proj in net.projections:
+        m = real & (syn[7] == proj.index)
+        synapse_address[proj.index][syn[8, m]] = np.stack([syn[0, m], local_index[m]], axis=1)
+
+    axon_in_words, axon_keys = [], []
+    out_entries = [[] for _ in range(n_cores)]  # per source core: arrays (src local, dst core id, class, axon)
+    synapse_words = []
+    core_index_of = np.full(chip.width * chip.height, -1, dtype=np.int64)
+    core_index_of[core_ids] = np.arange(n_cores)
+    for c in range(n_cores):
+        s = syn[:, core_start[c]:core_start[c + 1]]
+        key = np.stack([s[9], s[2], s[3], s[4]])
+        if s.shape[1]:
+            new = np.ones(s.shape[1], dtype=bool)
+            new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+            first = np.flatnonzero(new)
+        else:
+            first = np.zeros(0, dtype=np.int64)
+        count = np.diff(np.concatenate([first, [s.shape[1]]]))
+        if len(first) and count.max() >= (1 << 13):
+            raise CapacityError(f"core {cores_xy[c]}: an axon reaches {count.max()} synapses; the axon header "
+                                "holds at most 8191")
+        w0 = first.astype(np.uint64) | (count.astype(np.uint64) << np.uint64(20))
+        src_core, src_local, ext, rew = s[2, first], s[3, first], s[9, first], s[4, first]
+        w1 = src_core.astype(np.uint64) | (src_local.astype(np.uint64) << np.uint64(10)) | \
+            (ext.astype(np.uint64) << np.uint64(22))
+        axon_in_words.append(np.stack([w0, w1], axis=1).reshape(-1))
+        axon_keys.append((src_core, src_local, ext, rew))
+        # each internal axon gets an out entry at its source core; the controller injects external ones
+        internal = np.flatnonzero(ext == 0)
+        if internal.size:
+            short = internal < SHORT_AXONS
+            cls = np.where(rew[internal] == 1,
+                           np.where(short, PacketClass.REWARD_SHORT_SPIKE, PacketClass.REWARD_SPIKE),
+                           np.where(short, PacketClass.SHORT_SPIKE, PacketClass.SPIKE))
+            src_index = core_index_of[src_core[internal]]
+            for sc in np.unique(src_index):
+                m = src_index == sc
+                out_entries[sc].append(np.stack([src_local[internal][m], np.full(int(m.sum()), core_ids[c]),
+                                                 cls[m], internal[m]]))
+        weight = (s[6] & 0xFFFF).astype(np.uint64)
+        words = weight | (s[1].astype(np.uint64) << np.uint64(16)) | (s[5].astype(np.uint64) << np.uint64(28)) | \
+            (s[4].astype(np.uint64) << np.uint64(29))
+        synapse_words.append(words)
+
+    cores = []
+    for c in range(n_cores):
+        pop = net.populations[core_pop[c]]
+        entries = np.concatenate(out_entries[c], axis=1) if out_entries[c] else np.zeros((4, 0), dtype=np.int64)
+        order = np.lexsort((entries[3], entries[1], entries[0]))
+        entries = entries[:, order]
+        out_words = (entries[0].astype(np.uint64) | (entries[1].astype(np.uint64) << np.uint64(12))
+                     | (entries[2].astype(np.uint64) << np.uint64(22)) | (entries[3].astype(np.uint64) << np.uint64(25)))
+        axon_words = len(out_words) + len(axon_in_words[c])
+        if axon_words > chip.axon_words:
+            raise _AxonOverflow(
+                pop.index, core_n[c], axon_words,
+                f"core {cores_xy[c]} (population {pop.name!r}, neurons {core_first[c]}–"
+                f"{core_first[c] + core_n[c] - 1}) needs {axon_words} axon-table words; a core has "
+                f"{chip.axon_words}")
+        if len(synapse_words[c]) > chip.synapse_words:  # guarded by placement; kept as a last check
+            raise CapacityError(f"core {cores_xy[c]}: {len(synapse_words[c])} synapse words > {chip.synapse_words}")
+        program = progs[pop.index][0]
+        config = {
+            "n_neurons": core_n[c], "rounding": ROUNDING_CODES[chip.rounding],
+            "learning_interval": chip.learning_interval, "program_words": len(program),
+            "state_slots": chip.state_slots, "axon_out_words": len(out_words),
+            "axon_in_words": len(axon_in_words[c]), "synapse_words": len(synapse_words[c]),
+            "population": pop.index, "first_neuron": int(core_first[c]),
+        }
+        cores.append(CoreImage(
+            cores_xy[c][0], cores_xy[c][1], {k: int(v) for k, v in config.items()},
+            np.asarray(program.words, dtype=np.uint32),
+            np.zeros((core_n[c], chip.state_slots), dtype=np.int64), np.zeros((core_n[c], 3), dtype=np.int64),
+            out_words, axon_in_words[c], synapse_words[c]))
+
+    populations = [
+        {"name": pop.name, "kind": pop.kind, "size": pop.size,
+         "cores": [int(c) for c in np.unique(neuron_core[pop.index])]}
+        for pop in net.populations
+    ]
+    projections = [
+        {"pre": p.pre.name, "post": p.post.name, "kind": p.kind, "plastic": p.plasticity is not None}
+        for p in net.projections
+    ]
+    table = pd.DataFrame(
+        [(pop.name, what, value, deployed, deployed - value)
+         for pop, rows in zip(net.populations, rows_by_pop) for what, value, deployed in rows],
+        columns=["population", "quantity", "value", "deployed", "error"])
+    return ChipProgram(
+        chip, cores, populations, projections, quantization=table, network=net,
+        extra={"weights": weights_q, "synapse_address": synapse_address, "scales": scales,
+               "programs": [p for p, _, _ in progs]})

@@ -1,0 +1,312 @@
+"""Compiled chip programs and their plain-text configuration image.
+
+A :class:`ChipProgram` is what :func:`nvppl.backend.compile` produces and
+:class:`nvppl.backend.Emulator` runs: the memory contents of every used core
+(:class:`CoreImage`) plus the names needed to read results back. It is written
+as a directory holding ``manifest.yaml`` and one ``core_X_Y.txt`` per core. Each
+core file has one line per memory write::
+
+    # tick op x y address value
+    0 W 1 0 0x00000000 0x000000000003
+
+``address`` is ``region · 2²⁴ + offset`` (regions: :data:`REGIONS`), ``value``
+the word in hexadecimal (two's complement at the word's width). Zero state and
+trace words are not written; the sizes live in the config registers, so reading
+the image back reproduces the program exactly.
+
+Memory words (48-bit unless noted):
+
+- **instruction**: 32-bit ISA words (:mod:`nvppl.backend.isa`).
+- **state / trace**: per neuron, ``state_slots`` signed words / 3 traces.
+- **axon out** (one per (source neuron, destination core, class)): bits 11–0 the
+  source neuron on this core, 21–12 the destination core id (y · width + x),
+  24–22 the packet class, 47–25 the destination axon.
+- **axon in** (two words per incoming axon): word 0 bits 19–0 the first synapse,
+  32–20 the synapse count; word 1 bits 9–0 the source core id, 21–10 the source
+  neuron on its core, bit 22 set for an external input (from the controller).
+- **synapse**: bits 15–0 the weight (two's complement), 27–16 the target neuron
+  on this core, bit 28 plastic, bit 29 reward.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import yaml
+
+from .chip import ChipConfig
+
+#: Memory regions of a core (address bits 31–24).
+REGIONS = {"config": 0, "instruction": 1, "state": 2, "trace": 3, "axon_out": 4, "axon_in": 5, "synapse": 6}
+
+#: Config registers of a core, by offset in the config region.
+CONFIG_REGISTERS = ("n_neurons", "rounding", "learning_interval", "program_words", "state_slots",
+                    "axon_out_words", "axon_in_words", "synapse_words", "population", "first_neuron")
+
+ROUNDING_CODES = {"floor": 0, "nearest": 1, "stochastic": 2}
+
+_MASK48 = (1 << 48) - 1
+
+
+@dataclass(eq=False)
+class CoreImage:
+    """The memory of one neuron core.
+
+    Attributes
+    ----------
+    x, y : int
+        Tile coordinates.
+    config : dict[str, int]
+        Config registers (:data:`CONFIG_REGISTERS`).
+    program : numpy.ndarray of uint32
+        Instruction memory.
+    state : numpy.ndarray of int64, (n_neurons, state_slots)
+        Initial neuron state.
+    traces : numpy.ndarray of int64, (n_neurons, 3)
+        Initial traces (x, y, r).
+    axon_out, axon_in, synapses : numpy.ndarray of uint64
+        Axon table and synapse memory (48-bit words).
+    """
+
+    x: int
+    y: int
+    config: dict
+    program: np.ndarray
+    state: np.ndarray
+    traces: np.ndarray
+    axon_out: np.ndarray
+    axon_in: np.ndarray
+    synapses: np.ndarray
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.config["n_neurons"])
+
+    def equals(self, other: "CoreImage") -> bool:
+        """True when both cores hold the same memory."""
+        return (
+            (self.x, self.y) == (other.x, other.y) and self.config == other.config
+            and all(np.array_equal(getattr(self, f), getattr(other, f))
+                    for f in ("program", "state", "traces", "axon_out", "axon_in", "synapses"))
+        )
+
+
+@dataclass(eq=False)
+class ChipProgram:
+    """A compiled program for the chip (made by :func:`nvppl.backend.compile`).
+
+    Attributes
+    ----------
+    chip : ChipConfig
+    cores : list of CoreImage
+        Used cores, in placement order.
+    populations : list of dict
+        ``name``, ``kind``, ``size`` and ``cores`` (core indices into ``cores``)
+        of every population, in network order.
+    projections : list of dict
+        ``pre``, ``post``, ``kind``, ``plastic`` of every projection.
+    quantization : pandas.DataFrame
+        One row per quantised quantity: what, float value, deployed value, error.
+    network : Network or None
+        The source network (None for a program read from an image).
+    """
+
+    chip: ChipConfig
+    cores: list
+    populations: list
+    projections: list
+    quantization: object = None
+    network: object = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def resources(self) -> dict:
+        """Resources used: cores, neurons, synapse words, axon words, instructions.
+
+        Each value is the total over used cores; ``*_max_per_core`` gives the
+        fullest core against the chip's per-core size.
+        """
+        chip = self.chip
+        out = {
+            "cores": len(self.cores), "cores_available": chip.n_neuron_cores,
+            "neurons": sum(c.n_neurons for c in self.cores),
+            "synapse_words": sum(len(c.synapses) for c in self.cores),
+            "axon_words": sum(len(c.axon_out) + len(c.axon_in) for c in self.cores),
+            "instruction_words": sum(len(c.program) for c in self.cores),
+        }
+        if self.cores:
+            out["neurons_max_per_core"] = (max(c.n_neurons for c in self.cores), chip.neurons_per_core)
+            out["synapse_words_max_per_core"] = (max(len(c.synapses) for c in self.cores), chip.synapse_words)
+            out["axon_words_max_per_core"] = (max(len(c.axon_out) + len(c.axon_in) for c in self.cores),
+                                              chip.axon_words)
+        return out
+
+    def population_index(self, name: str) -> int:
+        for k, p in enumerate(self.populations):
+            if p["name"] == name:
+                return k
+        raise KeyError(f"no population named {name!r}; the program has {[p['name'] for p in self.populations]}")
+
+    def equals(self, other: "ChipProgram") -> bool:
+        """True when both programs configure the chip identically."""
+        return (
+            self.chip == other.chip and len(self.cores) == len(other.cores)
+            and all(a.equals(b) for a, b in zip(self.cores, other.cores))
+            and self.populations == other.populations and self.projections == other.projections
+        )
+
+    def write(self, directory) -> None:
+        """Write the configuration image to ``directory`` (created if needed).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from nvppl.backend import Network, LIF, compile, read_image
+        >>> net = Network(); a = net.add_input("a", 2); b = net.add_lif("b", 2, LIF(tau_mem=4.0))
+        >>> _ = net.connect(a, b, np.eye(2))
+        >>> prog = compile(net)
+        >>> d = tempfile.mkdtemp()
+        >>> prog.write(d)
+        >>> read_image(d).equals(prog)
+        True
+        """
+        write_image(self, directory)
+
+
+def _hex(value: int, width: int) -> str:
+    return f"0x{value & ((1 << width) - 1):0{width // 4}x}"
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def core_lines(core: CoreImage, chip: ChipConfig) -> list[str]:
+    """The image lines of one core."""
+    x, y = core.x, core.y
+    lines = [f"# core ({x}, {y}); tick op x y address value"]
+
+    def put(region, offset, value, width):
+        lines.append(f"0 W {x} {y} {_hex((REGIONS[region] << 24) | offset, 32)} {_hex(int(value), width)}")
+
+    for k, name in enumerate(CONFIG_REGISTERS):
+        put("config", k, core.config[name], 48)
+    for k, word in enumerate(core.program):
+        put("instruction", k, int(word), 32)
+    slots = core.state.shape[1]
+    for i, s in zip(*np.nonzero(core.state)):
+        put("state", int(i) * slots + int(s), int(core.state[i, s]), 16)
+    for i, s in zip(*np.nonzero(core.traces)):
+        put("trace", int(i) * 3 + int(s), int(core.traces[i, s]), 16)
+    for region, words in (("axon_out", core.axon_out), ("axon_in", core.axon_in), ("synapse", core.synapses)):
+        for k, word in enumerate(words):
+            put(region, k, int(word), 48)
+    return lines
+
+
+def write_image(prog: ChipProgram, directory) -> None:
+    """Write ``prog`` as ``manifest.yaml`` plus one ``core_X_Y.txt`` per core."""
+    os.makedirs(directory, exist_ok=True)
+    manifest = {
+        "format": "nvppl-chip-image/1",
+        "chip": prog.chip.to_dict(),
+        "cores": [[c.x, c.y] for c in prog.cores],
+        "populations": prog.populations,
+        "projections": prog.projections,
+    }
+    with open(os.path.join(directory, "manifest.yaml"), "w") as fh:
+        yaml.safe_dump(_plain(manifest), fh, sort_keys=False)
+    for core in prog.cores:
+        with open(os.path.join(directory, f"core_{core.x}_{core.y}.txt"), "w") as fh:
+            fh.write("\n".join(core_lines(core, prog.chip)) + "\n")
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+class ImageError(ValueError):
+    """A configuration image that cannot be read; names the file and line."""
+
+
+def _parse_core(path, x, y, chip) -> CoreImage:
+    regs: dict[int, dict[int, int]] = {r: {} for r in REGIONS.values()}
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            parts = text.split()
+            where = f"{path}, line {lineno}"
+            if len(parts) != 6:
+                raise ImageError(f"{where}: expected 'tick op x y address value', got {line.strip()!r}")
+            try:
+                tick, op, cx, cy = int(parts[0]), parts[1], int(parts[2]), int(parts[3])
+                address, value = int(parts[4], 0), int(parts[5], 0)
+            except ValueError as exc:
+                raise ImageError(f"{where}: cannot parse {line.strip()!r}") from exc
+            if tick != 0 or op != "W":
+                raise ImageError(f"{where}: only configuration writes at tick 0 ('0 W ...') belong in an image")
+            if (cx, cy) != (x, y):
+                raise ImageError(f"{where}: write to core ({cx}, {cy}) in the file of core ({x}, {y})")
+            region, offset = address >> 24, address & 0xFFFFFF
+            if region not in regs:
+                raise ImageError(f"{where}: unknown memory region {region} in address {parts[4]}")
+            if offset in regs[region]:
+                raise ImageError(f"{where}: address {parts[4]} written twice")
+            regs[region][offset] = value
+    cfg_raw = regs[REGIONS["config"]]
+    missing = [name for k, name in enumerate(CONFIG_REGISTERS) if k not in cfg_raw]
+    if missing:
+        raise ImageError(f"{path}: config registers {missing} are not set")
+    config = {name: cfg_raw[k] for k, name in enumerate(CONFIG_REGISTERS)}
+    n, slots = config["n_neurons"], config["state_slots"]
+
+    def dense(region, count, what):
+        words = regs[REGIONS[region]]
+        bad = [k for k in words if k >= count]
+        if bad:
+            raise ImageError(f"{path}: {what} word {min(bad)} is beyond the {count} the config registers give")
+        out = np.zeros(count, dtype=np.uint64)
+        for k, v in words.items():
+            out[k] = v
+        return out
+
+    program = dense("instruction", config["program_words"], "instruction").astype(np.uint32)
+    state = np.array([_signed(int(v), 16) for v in dense("state", n * slots, "state")], dtype=np.int64)
+    traces = dense("trace", n * 3, "trace").astype(np.int64)
+    return CoreImage(
+        x, y, config, program, state.reshape(n, slots), traces.reshape(n, 3),
+        dense("axon_out", config["axon_out_words"], "axon-out"),
+        dense("axon_in", config["axon_in_words"], "axon-in"),
+        dense("synapse", config["synapse_words"], "synapse"),
+    )
+
+
+def read_image(directory) -> ChipProgram:
+    """Read a configuration image written by :meth:`ChipProgram.write`.
+
+    Raises
+    ------
+    ImageError
+        Naming the file and line of anything malformed.
+    """
+    path = os.path.join(directory, "manifest.yaml")
+    with open(path) as fh:
+        manifest = yaml.safe_load(fh)
+    if not isinstance(manifest, dict) or manifest.get("format") != "nvppl-chip-image/1":
+        raise ImageError(f"{path}: not an nvppl chip image manifest")
+    chip = ChipConfig.from_dict(manifest["chip"])
+    cores = [_parse_core(os.path.join(directory, f"core_{x}_{y}.txt"), x, y, chip) for x, y in manifest["cores"]]
+    return ChipProgram(chip, cores, manifest["populations"], manifest["projections"])
