@@ -17,6 +17,7 @@ TINY = {
     "partial_observations.py": ["--steps", "10", "--runs", "1", "--samples", "50", "--warmup", "50",
                                 "--particles", "64"],
     "density_inference.py": ["--steps", "10", "--svi-steps", "50", "--draws", "30", "--particles", "64"],
+    "emulator_three_factor.py": ["--ticks", "40", "--neurons", "4", "--image", "image"],
 }
 
 

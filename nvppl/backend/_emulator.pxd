@@ -7,7 +7,23 @@ by one tick without the GIL. Neurons are numbered globally (cores in placement
 order, neurons in core order); so are axons and synapses.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
+
+
+cdef packed struct Out:
+    # One axon-table entry of a neuron: the packet it sends and the synapses it reaches.
+    int64_t syn         # first global synapse of the destination axon
+    int32_t count       # synapses of that axon
+    int16_t hops        # tile hops of the packet
+    int16_t flits       # flits of the packet
+
+
+cdef packed struct Syn:
+    # One synapse word, decoded.
+    int32_t target      # global target neuron
+    int16_t weight      # weight (mutable: learning)
+    uint8_t reward      # 1: adds to RWSUM instead of WGTSUM
+    uint8_t plastic     # 1: runs the weight-update section
 
 
 cdef struct Chip:
@@ -19,6 +35,7 @@ cdef struct Chip:
     int64_t weight_min      # saturation bounds of weights
     int64_t weight_max
     int64_t trace_max       # traces are clamped to 0..trace_max
+    int64_t trace_bits      # the products of UPTSYN divide by 2**trace_bits
     int64_t max_steps       # instructions a unit may execute before it is an error
     uint64_t seed_mix       # mix(seed) of the on-chip generator
     # ---- programs: decoded instructions of all programs, concatenated
@@ -40,17 +57,13 @@ cdef struct Chip:
     int64_t* acc_r              # summed reward input of this tick (exact)
     uint8_t* spiked             # fired since the last learning tick
     uint8_t* mark               # 1 while the neuron is in the active list
-    # ---- axon tables: out entries of each neuron (CSR), axons, synapses
+    # ---- axon tables: out entries of each neuron (CSR), external axons, synapses
     const int64_t* out_ptr      # (N + 1,)
-    const int64_t* out_axon     # global destination axon of each entry
-    const int32_t* out_hops     # tile hops of the entry's packets
-    const int32_t* out_flits    # flits per packet
+    const Out* out              # entries
     int64_t* out_count          # packets sent through each entry
-    const int64_t* ax_start     # first global synapse of each axon
+    const int64_t* ax_start     # first global synapse of each axon (external input)
     const int32_t* ax_count     # synapses of each axon
-    const int32_t* syn_target   # global target neuron of each synapse
-    int64_t* syn_weight         # weight of each synapse
-    const uint8_t* syn_reward   # 1: adds to RWSUM instead of WGTSUM
+    Syn* syn                    # all synapses
     # ---- plastic synapses, in learning order
     int64_t n_plastic
     const int64_t* pl_syn       # global synapse index

@@ -6,7 +6,7 @@ reference (``nvppl/backend/reference.py``) implements it independently and the
 tests compare the two bit for bit.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
 import numpy as np
@@ -62,6 +62,7 @@ cdef enum:
     E_OK = 0
     E_STEPS = 1
     E_SLOT = 2
+    E_FIELD = 3
 
 
 cdef inline uint64_t mix(uint64_t z) noexcept nogil:
@@ -170,6 +171,9 @@ cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rou
             else:
                 u.traces[im] = sat(rd_reg(u, d, c), 0, c.trace_max)
         elif o == OP_LSSYN:
+            if im != 0:
+                u.error = E_FIELD
+                return 1
             if s == 0:
                 u.R[d] = u.weight[0]
             else:
@@ -198,9 +202,9 @@ cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rou
             elif v == 1:
                 p = y * u.s_pre
             elif v == 2:
-                p = (x * y) >> 7
+                p = (x * y) >> c.trace_bits
             else:
-                p = (((x * y) >> 7) * r) >> 7
+                p = (((x * y) >> c.trace_bits) * r) >> c.trace_bits
             a = im & 0xFF
             if a >= 128:
                 a -= 256
@@ -251,21 +255,22 @@ cdef inline int unchanged(const Chip* c, const int64_t* st, const int64_t* tr, c
     return tr[0] == before[c.n_slots] and tr[1] == before[c.n_slots + 1] and tr[2] == before[c.n_slots + 2]
 
 
-cdef inline int64_t deliver(Chip* c, int64_t a, int32_t* active, int64_t n_active,
+cdef inline int64_t deliver(Chip* c, int64_t syn, int64_t count, int32_t* active, int64_t n_active,
                            int64_t* counters) noexcept nogil:
-    cdef int64_t syn = c.ax_start[a], k
+    cdef int64_t k
     cdef int32_t tgt
-    for k in range(c.ax_count[a]):
-        tgt = c.syn_target[syn + k]
-        if c.syn_reward[syn + k]:
-            c.acc_r[tgt] += c.syn_weight[syn + k]
+    cdef Syn* sy = &c.syn[syn]
+    for k in range(count):
+        tgt = sy[k].target
+        if sy[k].reward:
+            c.acc_r[tgt] += sy[k].weight
         else:
-            c.acc_w[tgt] += c.syn_weight[syn + k]
+            c.acc_w[tgt] += sy[k].weight
         if not c.mark[tgt]:
             c.mark[tgt] = 1
             active[n_active] = tgt
             n_active += 1
-    counters[C_SYNOPS] += c.ax_count[a]
+    counters[C_SYNOPS] += count
     return n_active
 
 
@@ -276,7 +281,8 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
     """One tick. Returns the new active count, or -1 - error code with err_unit set."""
     cdef int64_t e, g, q, k, n_next = 0, n_out = 0, syn
     cdef int32_t core, j, tgt
-    cdef int quiet
+    cdef int quiet, dense
+    cdef int64_t n_scan, wtmp
     cdef int64_t before[67]
     cdef Unit u
     cdef int64_t* st
@@ -285,12 +291,20 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
     for q in range(n_fired_in):
         j = fired_in[q]
         for e in range(c.out_ptr[j], c.out_ptr[j + 1]):
-            n_active = deliver(c, c.out_axon[e], active, n_active, counters)
+            n_active = deliver(c, c.out[e].syn, c.out[e].count, active, n_active, counters)
     for q in range(n_ext):
-        n_active = deliver(c, ext_axons[q], active, n_active, counters)
-    # 2. update every active neuron; one whose update with no input changed nothing leaves the list
-    for q in range(n_active):
-        g = active[q]
+        n_active = deliver(c, c.ax_start[ext_axons[q]], c.ax_count[ext_axons[q]], active, n_active, counters)
+    # 2. update every active neuron; one whose update with no input changed nothing leaves the list.
+    # When most neurons are active they are taken in index order (the set is the same: marked ones).
+    dense = n_active * 4 > c.n_neurons
+    n_scan = c.n_neurons if dense else n_active
+    for q in range(n_scan):
+        if dense:
+            if not c.mark[q]:
+                continue
+            g = q
+        else:
+            g = active[q]
         core = c.ncore[g]
         quiet = c.acc_w[g] == 0 and c.acc_r[g] == 0
         st = &c.state[g * c.n_slots]
@@ -308,8 +322,11 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
         c.acc_r[g] = 0
         u.state = st
         u.traces = tr
-        if run_section(&u, c, c.sec[6 * core + 2], c.sec[6 * core + 3], c.rounding[core]) or \
-                run_section(&u, c, c.sec[6 * core + 4], c.sec[6 * core + 5], c.rounding[core]):
+        if run_section(&u, c, c.sec[6 * core + 2], c.sec[6 * core + 3], c.rounding[core]):
+            err_unit[0] = g
+            return -1 - u.error
+        u.flag = 0
+        if run_section(&u, c, c.sec[6 * core + 4], c.sec[6 * core + 5], c.rounding[core]):
             err_unit[0] = g
             return -1 - u.error
         counters[C_UPDATES] += 1
@@ -329,9 +346,9 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
         g = fired_out[q]
         for e in range(c.out_ptr[g], c.out_ptr[g + 1]):
             c.out_count[e] += 1
-            counters[C_PACKETS] += 1
-            counters[C_FLITS] += c.out_flits[e]
-            counters[C_HOPS] += c.out_hops[e]
+            counters[C_FLITS] += c.out[e].flits
+            counters[C_HOPS] += c.out[e].hops
+        counters[C_PACKETS] += c.out_ptr[g + 1] - c.out_ptr[g]
     # 4. learn
     if learn:
         for q in range(c.n_plastic):
@@ -348,10 +365,12 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
             u.R[TREW] = c.traces[3 * tgt + 2]
             u.s_pre = c.spiked[j]
             u.s_post = c.spiked[tgt]
-            u.weight = &c.syn_weight[syn]
+            wtmp = c.syn[syn].weight
+            u.weight = &wtmp
             if run_section(&u, c, c.sec[6 * core], c.sec[6 * core + 1], c.rounding[core]):
                 err_unit[0] = syn
                 return -100 - u.error
+            c.syn[syn].weight = <int16_t>wtmp
             counters[C_WUPDATES] += 1
             counters[C_INSTR] += u.executed
         memset(c.spiked, 0, c.n_neurons)
@@ -379,6 +398,7 @@ cdef class Machine:
         c.weight_min = sizes["weight_min"]
         c.weight_max = sizes["weight_max"]
         c.trace_max = sizes["trace_max"]
+        c.trace_bits = sizes["trace_bits"]
         c.max_steps = sizes["max_steps"]
         c.seed_mix = 0
         c.op = _p32(a["op"]); c.rd = _p32(a["rd"]); c.rs = _p32(a["rs"]); c.imm = _p32(a["imm"])
@@ -390,10 +410,9 @@ cdef class Machine:
         c.state = _p64(a["state"]); c.traces = _p64(a["traces"])
         c.acc_w = _p64(a["acc_w"]); c.acc_r = _p64(a["acc_r"])
         c.spiked = _pu8(a["spiked"]); c.mark = _pu8(a["mark"])
-        c.out_ptr = _p64(a["out_ptr"]); c.out_axon = _p64(a["out_axon"])
-        c.out_hops = _p32(a["out_hops"]); c.out_flits = _p32(a["out_flits"]); c.out_count = _p64(a["out_count"])
+        c.out_ptr = _p64(a["out_ptr"]); c.out = <const Out*>_pu8(a["out"]); c.out_count = _p64(a["out_count"])
         c.ax_start = _p64(a["ax_start"]); c.ax_count = _p32(a["ax_count"])
-        c.syn_target = _p32(a["syn_target"]); c.syn_weight = _p64(a["syn_weight"]); c.syn_reward = _pu8(a["syn_reward"])
+        c.syn = <Syn*>_pu8(a["syn"])
         c.n_plastic = len(a["pl_syn"])
         c.pl_syn = _p64(a["pl_syn"]); c.pl_pre = _p32(a["pl_pre"]); c.pl_post = _p32(a["pl_post"])
         c.pl_core = _p32(a["pl_core"]); c.pl_unit = _p64(a["pl_unit"])

@@ -237,11 +237,14 @@ def _place(net: Network, chip: ChipConfig, caps):
 
 
 class _AxonOverflow(Exception):
-    """A core's axon table overflowed; placement retries with fewer neurons per core."""
+    """Axon tables overflowed; placement retries with fewer neurons per core.
 
-    def __init__(self, pop, neurons, needed, message):
+    ``worst`` maps a population index to (neurons, words needed) of its fullest core.
+    """
+
+    def __init__(self, worst, message):
         super().__init__(message)
-        self.pop, self.neurons, self.needed = pop, neurons, needed
+        self.worst = worst
 
 
 def _compile_network(net: Network, chip: ChipConfig) -> ChipProgram:
@@ -253,16 +256,22 @@ def _compile_network(net: Network, chip: ChipConfig) -> ChipProgram:
             return _compile_placed(net, chip, caps)
         except _AxonOverflow as over:
             overflow = over
-            smaller = int(over.neurons * chip.axon_words / over.needed * 0.95)
-            if smaller >= caps[over.pop]:
-                smaller = caps[over.pop] - 1
-            if smaller < 1:
-                raise CapacityError(f"{over}, even with one neuron per core") from None
-            caps[over.pop] = smaller
+            for pop, (neurons, needed) in over.worst.items():
+                smaller = min(int(neurons * chip.axon_words / needed * 0.9), caps[pop] - 1)
+                if smaller < 1:
+                    raise CapacityError(f"{over}, even with one neuron per core") from None
+                caps[pop] = smaller
         except CapacityError as exc:
             if overflow is None:
                 raise
             raise CapacityError(f"{overflow}; with fewer neurons per core to shrink the axon tables: {exc}") from None
+
+
+def _key(core, external, src_core_id, src_local, reward, target_local):
+    """Sort key of a synapse (46 bits; cores and core ids < 1024, neurons per core < 4096)."""
+    return ((np.asarray(core, dtype=np.int64) << 36) | (np.int64(external) << 35)
+            | (np.asarray(src_core_id, dtype=np.int64) << 25) | (np.asarray(src_local, dtype=np.int64) << 13)
+            | (np.int64(reward) << 12) | np.asarray(target_local, dtype=np.int64))
 
 
 def _compile_placed(net: Network, chip: ChipConfig, caps) -> ChipProgram:
@@ -295,98 +304,107 @@ def _compile_placed(net: Network, chip: ChipConfig, caps) -> ChipProgram:
     core_first = np.asarray(core_first, dtype=np.int64)
     core_ids = np.array([chip.core_id(*xy) for xy in cores_xy], dtype=np.int64)
 
-    # every synapse as (core, target local, src core id, src local, reward, plastic, weight, projection, entry)
-    parts = []
+    # every synapse, keyed by (core, external, source core id, source neuron, reward, target neuron) packed
+    # into 46 bits: sorting the keys orders synapse memory by core, then by incoming axon, then by target
+    keys, weight, plastic, proj_of, entry = [], [], [], [], []
     for proj in net.projections:
         W = weights_q[proj.index]
         coo_j = np.repeat(np.arange(proj.pre.size), np.diff(W.indptr))
         coo_i = W.indices.astype(np.int64)
         tc = neuron_core[proj.post.index][coo_i]
         sc = neuron_core[proj.pre.index][coo_j]
-        n = W.nnz
-        parts.append(np.stack([
-            tc, coo_i - core_first[tc], core_ids[sc], coo_j - core_first[sc],
-            np.full(n, int(proj.kind == "reward")), np.full(n, int(proj.plasticity is not None)),
-            W.data.astype(np.int64), np.full(n, proj.index), np.arange(n), np.zeros(n, dtype=np.int64)]))
+        keys.append(_key(tc, 0, core_ids[sc], coo_j - core_first[sc], int(proj.kind == "reward"),
+                         coo_i - core_first[tc]))
+        weight.append(W.data.astype(np.int64))
+        plastic.append(np.full(W.nnz, proj.plasticity is not None))
+        proj_of.append(np.full(W.nnz, proj.index, dtype=np.int32))
+        entry.append(np.arange(W.nnz))
+    ctrl = chip.core_id(*chip.controller)
     for pop in net.populations:
         if pop.kind == "input":  # external input: controller -> relay neuron, weight 1
             tc = neuron_core[pop.index]
-            k = np.arange(pop.size)
-            n = pop.size
-            parts.append(np.stack([
-                tc, k - core_first[tc], np.full(n, chip.core_id(*chip.controller)), k - core_first[tc],
-                np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
-                np.full(n, -1), k, np.ones(n, dtype=np.int64)]))
-    syn = np.concatenate(parts, axis=1) if parts else np.zeros((10, 0), dtype=np.int64)
-    # order: by core, then axon key (external, src core, src local, reward), then target
-    order = np.lexsort((syn[1], syn[4], syn[3], syn[2], syn[9], syn[0]))
-    syn = syn[:, order]
+            local = np.arange(pop.size) - core_first[tc]
+            keys.append(_key(tc, 1, ctrl, local, 0, local))
+            weight.append(np.ones(pop.size, dtype=np.int64))
+            plastic.append(np.zeros(pop.size, dtype=bool))
+            proj_of.append(np.full(pop.size, -1, dtype=np.int32))
+            entry.append(np.arange(pop.size))
+    key = np.concatenate(keys)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    n_syn = len(key)
     n_cores = len(cores_xy)
-    core_start = np.searchsorted(syn[0], np.arange(n_cores + 1))
-
-    synapse_address = [np.empty((p.n_synapses, 2), dtype=np.int64) for p in net.projections]
-    local_index = np.arange(syn.shape[1]) - core_start[syn[0]]
-    real = syn[7] >= 0
-    for proj in net.projections:
-        m = real & (syn[7] == proj.index)
-        synapse_address[proj.index][syn[8, m]] = np.stack([syn[0, m], local_index[m]], axis=1)
-
-    axon_in_words, axon_keys = [], []
-    out_entries = [[] for _ in range(n_cores)]  # per source core: arrays (src local, dst core id, class, axon)
-    synapse_words = []
+    syn_core = key >> 36
+    core_start = np.searchsorted(syn_core, np.arange(n_cores + 1))
+    local_index = np.arange(n_syn) - core_start[syn_core]
+    # incoming axons: runs of equal keys once the target neuron is dropped
+    axon_key = key >> 12
+    new = np.ones(n_syn, dtype=bool)
+    new[1:] = axon_key[1:] != axon_key[:-1]
+    first = np.flatnonzero(new)
+    count = np.diff(np.append(first, n_syn))
+    if len(count) and count.max() >= (1 << 13):
+        k = int(np.argmax(count))
+        raise CapacityError(f"core {cores_xy[syn_core[first[k]]]}: an axon reaches {count[k]} synapses; an axon "
+                            "header holds at most 8191")
+    ax_core = syn_core[first]
+    ax_first = np.searchsorted(ax_core, np.arange(n_cores + 1))
+    ax_local = np.arange(len(first)) - ax_first[ax_core]
+    akey = axon_key[first]
+    rew, src_local, src_core, ext = akey & 1, (akey >> 1) & 0xFFF, (akey >> 13) & 0x3FF, (akey >> 23) & 1
     core_index_of = np.full(chip.width * chip.height, -1, dtype=np.int64)
     core_index_of[core_ids] = np.arange(n_cores)
-    for c in range(n_cores):
-        s = syn[:, core_start[c]:core_start[c + 1]]
-        key = np.stack([s[9], s[2], s[3], s[4]])
-        if s.shape[1]:
-            new = np.ones(s.shape[1], dtype=bool)
-            new[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
-            first = np.flatnonzero(new)
-        else:
-            first = np.zeros(0, dtype=np.int64)
-        count = np.diff(np.concatenate([first, [s.shape[1]]]))
-        if len(first) and count.max() >= (1 << 13):
-            raise CapacityError(f"core {cores_xy[c]}: an axon reaches {count.max()} synapses; the axon header "
-                                "holds at most 8191")
-        w0 = first.astype(np.uint64) | (count.astype(np.uint64) << np.uint64(20))
-        src_core, src_local, ext, rew = s[2, first], s[3, first], s[9, first], s[4, first]
-        w1 = src_core.astype(np.uint64) | (src_local.astype(np.uint64) << np.uint64(10)) | \
-            (ext.astype(np.uint64) << np.uint64(22))
-        axon_in_words.append(np.stack([w0, w1], axis=1).reshape(-1))
-        axon_keys.append((src_core, src_local, ext, rew))
-        # each internal axon gets an out entry at its source core; the controller injects external ones
-        internal = np.flatnonzero(ext == 0)
-        if internal.size:
-            short = internal < SHORT_AXONS
-            cls = np.where(rew[internal] == 1,
-                           np.where(short, PacketClass.REWARD_SHORT_SPIKE, PacketClass.REWARD_SPIKE),
-                           np.where(short, PacketClass.SHORT_SPIKE, PacketClass.SPIKE))
-            src_index = core_index_of[src_core[internal]]
-            for sc in np.unique(src_index):
-                m = src_index == sc
-                out_entries[sc].append(np.stack([src_local[internal][m], np.full(int(m.sum()), core_ids[c]),
-                                                 cls[m], internal[m]]))
-        weight = (s[6] & 0xFFFF).astype(np.uint64)
-        words = weight | (s[1].astype(np.uint64) << np.uint64(16)) | (s[5].astype(np.uint64) << np.uint64(28)) | \
-            (s[4].astype(np.uint64) << np.uint64(29))
-        synapse_words.append(words)
+    internal = np.flatnonzero(ext == 0)
+    src_index = core_index_of[src_core[internal]]
+    used = np.bincount(src_index, minlength=n_cores) + np.diff(ax_first) * 2
+    over = np.flatnonzero(used > chip.axon_words)
+    if over.size:
+        worst = {}
+        for c in over:
+            p = core_pop[c]
+            if p not in worst or used[c] / core_n[c] > worst[p][1] / worst[p][0]:
+                worst[p] = (core_n[c], int(used[c]))
+        c = int(over[0])
+        raise _AxonOverflow(
+            worst, f"core {cores_xy[c]} (population {net.populations[core_pop[c]].name!r}, neurons {core_first[c]}–"
+                   f"{core_first[c] + core_n[c] - 1}) needs {used[c]} axon-table words; a core has {chip.axon_words}")
+    proj_of = np.concatenate(proj_of)[order]
+    entry = np.concatenate(entry)[order]
+    synapse_address = [np.empty((p.n_synapses, 2), dtype=np.int64) for p in net.projections]
+    for proj in net.projections:
+        m = proj_of == proj.index
+        synapse_address[proj.index][entry[m]] = np.stack([syn_core[m], local_index[m]], axis=1)
+
+    w0 = local_index[first].astype(np.uint64) | (count.astype(np.uint64) << np.uint64(20))
+    w1 = (src_core.astype(np.uint64) | (src_local.astype(np.uint64) << np.uint64(10))
+          | (ext.astype(np.uint64) << np.uint64(22)))
+    headers = np.stack([w0, w1], axis=1).reshape(-1)
+    axon_in_words = [headers[2 * ax_first[c]:2 * ax_first[c + 1]] for c in range(n_cores)]
+
+    # out entries: one per internal axon, at its source core, sorted by (source neuron, destination, axon)
+    short = ax_local[internal] < SHORT_AXONS
+    cls = np.where(rew[internal] == 1,
+                   np.where(short, PacketClass.REWARD_SHORT_SPIKE, PacketClass.REWARD_SPIKE),
+                   np.where(short, PacketClass.SHORT_SPIKE, PacketClass.SPIKE)).astype(np.int64)
+    dst_id = core_ids[ax_core[internal]]
+    out_order = np.lexsort((ax_local[internal], dst_id, src_local[internal], src_index))
+    out_src_index = src_index[out_order]
+    out_words_all = (src_local[internal][out_order].astype(np.uint64)
+                     | (dst_id[out_order].astype(np.uint64) << np.uint64(12))
+                     | (cls[out_order].astype(np.uint64) << np.uint64(22))
+                     | (ax_local[internal][out_order].astype(np.uint64) << np.uint64(25)))
+    out_first = np.searchsorted(out_src_index, np.arange(n_cores + 1))
+
+    w = np.concatenate(weight)[order]
+    words = ((w & 0xFFFF).astype(np.uint64) | ((key & 0xFFF).astype(np.uint64) << np.uint64(16))
+             | (np.concatenate(plastic)[order].astype(np.uint64) << np.uint64(28))
+             | (((key >> 12) & 1).astype(np.uint64) << np.uint64(29)))
+    synapse_words = [words[core_start[c]:core_start[c + 1]] for c in range(n_cores)]
 
     cores = []
     for c in range(n_cores):
         pop = net.populations[core_pop[c]]
-        entries = np.concatenate(out_entries[c], axis=1) if out_entries[c] else np.zeros((4, 0), dtype=np.int64)
-        order = np.lexsort((entries[3], entries[1], entries[0]))
-        entries = entries[:, order]
-        out_words = (entries[0].astype(np.uint64) | (entries[1].astype(np.uint64) << np.uint64(12))
-                     | (entries[2].astype(np.uint64) << np.uint64(22)) | (entries[3].astype(np.uint64) << np.uint64(25)))
-        axon_words = len(out_words) + len(axon_in_words[c])
-        if axon_words > chip.axon_words:
-            raise _AxonOverflow(
-                pop.index, core_n[c], axon_words,
-                f"core {cores_xy[c]} (population {pop.name!r}, neurons {core_first[c]}–"
-                f"{core_first[c] + core_n[c] - 1}) needs {axon_words} axon-table words; a core has "
-                f"{chip.axon_words}")
+        out_words = out_words_all[out_first[c]:out_first[c + 1]]
         if len(synapse_words[c]) > chip.synapse_words:  # guarded by placement; kept as a last check
             raise CapacityError(f"core {cores_xy[c]}: {len(synapse_words[c])} synapse words > {chip.synapse_words}")
         program = progs[pop.index][0]

@@ -19,6 +19,10 @@ from ..smc._compiled import seed64
 from . import isa, noc
 from .image import ChipProgram
 
+OUT_DTYPE = np.dtype([("syn", "<i8"), ("count", "<i4"), ("hops", "<i2"), ("flits", "<i2")])
+SYN_DTYPE = np.dtype([("target", "<i4"), ("weight", "<i2"), ("reward", "u1"), ("plastic", "u1")])
+
+
 def _field(words, lo, width):
     return ((words >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
@@ -146,9 +150,20 @@ class Layout:
         self.out_axon = dst_axon.astype(np.int64)
         self.out_src_core, self.out_dst_core = out_core, dst_core
         self.out_hops = noc.hop_distance(chip, self.core_id[out_core], self.core_id[dst_core]).astype(np.int32)
-        self.out_flits = np.array([noc.flits_per_packet(noc.PacketClass(int(k))) for k in cls],
-                                  dtype=np.int32).reshape(-1)
+        flits = np.array([noc.flits_per_packet(c) for c in sorted(noc.PacketClass)], dtype=np.int32)
+        self.out_flits = flits[cls]
         self.out_class = cls
+        self.pairs, self.out_pair = np.unique(out_core * nc + dst_core, return_inverse=True)
+        self.out = np.zeros(len(dst_axon), dtype=OUT_DTYPE)
+        self.out["syn"] = self.ax_start[self.out_axon]
+        self.out["count"] = self.ax_count[self.out_axon]
+        self.out["hops"] = self.out_hops
+        self.out["flits"] = self.out_flits
+        self.syn = np.zeros(len(self.syn_target), dtype=SYN_DTYPE)
+        self.syn["target"] = self.syn_target
+        self.syn["weight"] = self.syn_weight
+        self.syn["reward"] = self.syn_reward
+        self.syn["plastic"] = self.syn_plastic
 
         # external input axons per input population
         self.ext_axon = {}
@@ -397,19 +412,19 @@ class Emulator:
         seed = chip.seed if key is None else seed64(key)
         in_t, in_a = self._inputs(inputs, n_ticks)
         state, traces = L.initial_state()
+        syn = L.syn.copy()
         arrays = dict(
             op=L.op, rd=L.rd, rs=L.rs, imm=L.imm, sec=L.sec, rounding=L.rounding,
             weight_inert=L.weight_inert, core_id=L.core_id, nbase=L.nbase[:-1].copy(), ncore=L.ncore,
             state=state.reshape(-1), traces=traces.reshape(-1),
             acc_w=np.zeros(L.N, np.int64), acc_r=np.zeros(L.N, np.int64), spiked=np.zeros(L.N, np.uint8),
-            mark=np.zeros(L.N, np.uint8), out_ptr=L.out_ptr, out_axon=L.out_axon, out_hops=L.out_hops,
-            out_flits=L.out_flits, out_count=np.zeros(len(L.out_axon), np.int64), ax_start=L.ax_start,
-            ax_count=L.ax_count, syn_target=L.syn_target, syn_weight=L.syn_weight.copy(),
-            syn_reward=L.syn_reward, pl_syn=L.pl_syn, pl_pre=L.pl_pre, pl_post=L.pl_post, pl_core=L.pl_core,
+            mark=np.zeros(L.N, np.uint8), out_ptr=L.out_ptr, out=L.out.view(np.uint8),
+            out_count=np.zeros(len(L.out_axon), np.int64), ax_start=L.ax_start, ax_count=L.ax_count,
+            syn=syn.view(np.uint8), pl_syn=L.pl_syn, pl_pre=L.pl_pre, pl_post=L.pl_post, pl_core=L.pl_core,
             pl_unit=L.pl_unit, initial_active=L.initial_active(state, traces))
         sizes = dict(n_neurons=L.N, n_slots=chip.state_slots, state_min=chip.state_min, state_max=chip.state_max,
                      weight_min=chip.weight_min, weight_max=chip.weight_max, trace_max=chip.trace_max,
-                     max_steps=4096)
+                     trace_bits=chip.trace_bits, max_steps=4096)
         m = self._core.Machine(arrays, sizes)
         m.seed(_mix(seed % (1 << 64)))
         bounds = np.searchsorted(in_t, np.arange(n_ticks + 1))
@@ -431,7 +446,7 @@ class Emulator:
             if "traces" in recs:
                 recs["traces"].append(arrays["traces"].reshape(L.N, 3).copy())
             if "weights" in recs:
-                recs["weights"].append(arrays["syn_weight"].copy())
+                recs["weights"].append(syn["weight"].astype(np.int64))
             if progress and (t + 1) % step == 0:
                 print(f"emulator: tick {t + 1}/{n_ticks}", flush=True)
         records = {w: (np.stack(v) if v else np.zeros((0,) + self._shape(w))) for w, v in recs.items()}
@@ -450,15 +465,23 @@ class Emulator:
             "instructions": counters["instructions"] * chip.pj_per_instruction,
         }
         counters["energy_pj"] = float(sum(energy.values()))
-        load_ = noc.link_loads(chip, L.core_id[L.out_src_core], L.core_id[L.out_dst_core], arrays["out_count"])
+        load_ = self._link_loads(arrays["out_count"])
         if n_in:
             ctrl = chip.core_id(*chip.controller)
             dst = L.core_id[L.ax_core[in_a]]
             u, c = np.unique(dst, return_counts=True)
             load_ = load_ + noc.link_loads(chip, np.full(len(u), ctrl), u, c)
         final = {"state": arrays["state"].reshape(L.N, -1), "traces": arrays["traces"].reshape(L.N, 3),
-                 "weights": arrays["syn_weight"]}
+                 "weights": syn["weight"].astype(np.int64)}
         return EmulatorRun(self, n_ticks, spikes, counters, energy, load_, final, records)
+
+    def _link_loads(self, counts):
+        """Per-link packet counts: packets summed per (source, destination) core pair, then routed."""
+        L, chip = self.layout, self.prog.chip
+        totals = np.bincount(L.out_pair, weights=counts, minlength=len(L.pairs)).astype(np.int64)
+        used = totals > 0
+        pairs = L.pairs[used]
+        return noc.link_loads(chip, L.core_id[pairs // L.n_cores], L.core_id[pairs % L.n_cores], totals[used])
 
     def _shape(self, what):
         L = self.layout
@@ -492,5 +515,6 @@ class Emulator:
         c = self.prog.cores[core]
         pop = self.prog.populations[L.pop_of_core[core]]["name"]
         why = {1: "executed more than 4096 instructions (a loop that never ends?)",
-               2: f"addressed a state slot beyond the chip's {self.prog.chip.state_slots}"}.get(code, f"error {code}")
+               2: f"addressed a state slot beyond the chip's {self.prog.chip.state_slots}",
+               3: "addressed a synapse field other than 0 (the weight)"}.get(code, f"error {code}")
         raise isa.ISAError(f"tick {t}, core ({c.x}, {c.y}), population {pop!r}, {what}: the program {why}")
