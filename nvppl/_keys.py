@@ -47,3 +47,14 @@ def as_numpy_rng(key) -> np.random.Generator:
         return np.random.default_rng(int(key))
     data = np.asarray(as_jax_key(key), dtype=np.uint64)
     return np.random.default_rng([int(x) for x in data])
+
+
+def seed64(key) -> int:
+    """A 64-bit seed from an int seed or a JAX key (``PRNGKey(s)`` and ``s`` agree
+    for ``s < 2**32``)."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if key < 0:
+            raise ValueError(f"key must be a non-negative integer seed, got {key}")
+        return int(key) % (1 << 64)
+    hi, lo = (int(x) for x in np.asarray(as_jax_key(key), dtype=np.uint64))
+    return (hi << 32) | lo

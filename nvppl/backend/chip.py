@@ -30,7 +30,7 @@ RANDOM_MODES = ("counter",)
 _MAX_MESH_SIDE = 32  # source coordinates are 5-bit fields of the head flit
 _MAX_NEURONS_PER_CORE = 4096  # a synapse word holds a 12-bit neuron index
 _MAX_AXON_WORDS = 2**24  # a spike packet addresses its axon with 24 bits
-_MAX_SYNAPSE_WORDS = 2**30  # synapse units 2**30 + index stay below 2**31
+_MAX_SYNAPSE_WORDS = 2**20  # the first-synapse field of an axon header has 20 bits
 
 
 def _integer(name, value, lo, hi=None):
@@ -81,9 +81,9 @@ class ChipConfig:
         Size of a core's axon table, at most 2**24 (the axon field of a spike
         packet has 24 bits).
     synapse_words : int
-        Size of a core's synapse memory (48-bit words), at most 2**30 so that
-        the random-generator units of synapses (2**30 + index) never meet those
-        of neurons.
+        Size of a core's synapse memory (48-bit words), at most 2**20 (the
+        first-synapse field of an axon header has 20 bits; this also keeps the
+        random-generator units of synapses, 2**30 + index, apart from neurons').
     mailbox_words : int
         Size of a core's vesicle mailbox (48-bit words).
     state_bits : int

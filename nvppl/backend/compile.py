@@ -205,15 +205,14 @@ def _slices(pop, counts, chip, cap):
         k = int(too_many[0])
         raise CapacityError(f"population {pop.name!r}, neuron {k}: {counts[k]} incoming synapses do not fit one "
                             f"core's synapse memory ({chip.synapse_words} words)")
-    bounds, start, used = [], 0, 0
+    bounds, start = [], 0
     csum = np.concatenate([[0], np.cumsum(counts)])
     while start < pop.size:
-        # the largest end with end - start ≤ neurons_per_core and csum[end] - csum[start] ≤ synapse_words
+        # the largest end with end - start ≤ cap and csum[end] - csum[start] ≤ synapse_words
         end = min(pop.size, start + cap)
         end = min(end, int(np.searchsorted(csum, csum[start] + chip.synapse_words, side="right") - 1))
         bounds.append((start, end))
         start = end
-        used += 1
     return bounds
 
 

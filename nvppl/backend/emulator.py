@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._extension import load
-from ..smc._compiled import seed64
+from .._keys import seed64
 from . import isa, noc
 from .image import ChipProgram
 
@@ -71,9 +71,13 @@ class Layout:
                 imms += [i.imm for i in ins]
                 base += len(ins)
                 secs = np.array([[start + a, start + b] for a, b in program.sections], dtype=np.int32)
-                stable = isa.is_rest_stable(program, n_slots=chip.state_slots, rounding=mode,
-                                            state_bits=chip.state_bits, trace_bits=chip.trace_bits)
-                w_inert = isa.is_weight_inert(program, rounding=mode, weight_bits=chip.weight_bits)
+                try:
+                    stable = isa.is_rest_stable(program, n_slots=chip.state_slots, rounding=mode,
+                                                state_bits=chip.state_bits, trace_bits=chip.trace_bits)
+                    w_inert = isa.is_weight_inert(program, rounding=mode, weight_bits=chip.weight_bits)
+                except isa.ISAError as exc:
+                    raise isa.ISAError(f"core ({core.x}, {core.y}): its program fails from the all-zero state "
+                                       f"with no input: {exc}") from None
                 cache[(key, mode)] = (secs, stable, w_inert, program)
             secs, stable, w_inert, program = cache[(key, mode)]
             sec[k] = secs

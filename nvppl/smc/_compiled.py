@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import expit
 
 from .._extension import load
+from .._keys import seed64
 from ..traces import Traces
 
 __all__ = ["core", "core_model", "seed64", "simulate_compiled", "thread_count"]
@@ -20,19 +21,6 @@ __all__ = ["core", "core_model", "seed64", "simulate_compiled", "thread_count"]
 def core():
     """The compiled extension module; raises ImportError saying how to build it."""
     return load("nvppl.smc._core")
-
-
-def seed64(key) -> int:
-    """A 64-bit seed from an int seed or a JAX key (``PRNGKey(s)`` and ``s`` agree
-    for ``s < 2**32``)."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        if key < 0:
-            raise ValueError(f"key must be a non-negative integer seed, got {key}")
-        return int(key) % (1 << 64)
-    from .._keys import as_jax_key
-
-    hi, lo = (int(x) for x in np.asarray(as_jax_key(key), dtype=np.uint64))
-    return (hi << 32) | lo
 
 
 def thread_count(n_threads) -> int:
