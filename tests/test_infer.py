@@ -181,7 +181,7 @@ COVERAGE_MODELS = {
 def test_nuts_intervals_cover_the_truth(family):
     """Central 90 % intervals cover parameters drawn from the prior 90 % of the time.
 
-    For each of 20 replicate data sets the truth is drawn from the prior and every
+    For each of 14 replicate data sets the truth is drawn from the prior and every
     scalar component of every inferred field is checked. Treating the checks as
     independent Bernoulli(0.9) trials, the number covered must lie in the central
     99.9 % interval of Binomial(N, 0.9). Posterior means must also move towards
@@ -194,7 +194,7 @@ def test_nuts_intervals_cover_the_truth(family):
     F = rng.normal(size=(n_runs, n_steps, 4, 1)) if with_cov else None
     settings = NUTSSettings(num_warmup=300, num_samples=400)
     covered, total, err_post, err_prior = 0, 0, [], []
-    for rep in range(20):
+    for rep in range(14):
         truth = model.sample_params(100 + rep)
         if "u" in model.inferred:  # keep emission informative: λ between 0.3 and 0.9
             u = truth.u.copy()

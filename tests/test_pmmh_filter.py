@@ -112,7 +112,7 @@ def test_pmmh_matches_the_exact_grid_posterior_of_two_parameters():
     near_missing = missing | np.roll(missing, 1, 0) | np.roll(missing, -1, 0) | np.roll(missing, 1, 1) \
         | np.roll(missing, -1, 1)
     assert post[(border | near_missing) & ~missing].max() < 1e-4
-    fit = nv.infer.fit(model, obs, method="pmmh", num_samples=1000, num_warmup=600, num_chains=4,
+    fit = nv.infer.fit(model, obs, method="pmmh", num_samples=700, num_warmup=500, num_chains=4,
                        n_particles=256, key=1, progress_bar=False)
     for name, grid, marginal in (("delta", gd, np.trapezoid(post, gu, axis=1)),
                                  ("u", gu, np.trapezoid(post, gd, axis=0))):

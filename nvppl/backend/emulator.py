@@ -27,14 +27,6 @@ def _field(words, lo, width):
     return ((words >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
 
-def _mix(z: int) -> int:
-    m = (1 << 64) - 1
-    z = (z + 0x9E3779B97F4A7C15) & m
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return z ^ (z >> 31)
-
-
 class Layout:
     """The program's memory in global numbering (cores in order, then neurons, axons, synapses)."""
 
@@ -430,7 +422,7 @@ class Emulator:
                      weight_min=chip.weight_min, weight_max=chip.weight_max, trace_max=chip.trace_max,
                      trace_bits=chip.trace_bits, max_steps=4096)
         m = self._core.Machine(arrays, sizes)
-        m.seed(_mix(seed % (1 << 64)))
+        m.seed(int(isa.mix(np.array([seed % (1 << 64)], dtype=np.uint64))[0]))
         bounds = np.searchsorted(in_t, np.arange(n_ticks + 1))
         learn_any = len(L.pl_syn) > 0
         fired_t, fired_g = [], []
