@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,3 +132,39 @@ def test_vesicle_word_errors():
         vesicle_word(0, 0, 0, 1 << 24)
     with pytest.raises(ValueError, match="not a vesicle word"):
         decode_vesicle_word(1 << 47)
+
+
+def test_deployed_process_is_exact_in_the_mean_of_the_deployed_params():
+    """Occupancy and dock counts of the deployed process (quantised tables, on-chip draws)
+    equal the density relaxation of ``quantized_params`` within Monte Carlo error.
+
+    At a single step the count of a cell is Poisson (independent vesicles, Poisson births),
+    so the mean of R runs has standard error sqrt(ρ / R); every cell must lie within 4.5 SE
+    (720 cells: the largest of 720 standard normals exceeds 4.5 with probability 5e-3)."""
+    from nvppl.backend.vesicle_reference import simulate_vesicles
+
+    G = nx.gnp_random_graph(12, 0.3, seed=2, directed=True)
+    G.add_nodes_from(range(12))
+    G.remove_edges_from(list(G.out_edges(0)))  # node 0 is a sink
+    model = nv.VesicleModel(nv.Substrate.from_networkx(G, allow_stay=False), n_types=2, budget=[1, None])
+    params = _random_params(model, 7).replace(a=np.linspace(0.0, 0.2, 12))
+    tables, q, _ = quantize(model, params)
+    assert model.substrate.is_sink.any()
+    R, T = 250, 30
+    traces = simulate_vesicles(model, tables, n_ticks=T, n_runs=R, key=11)
+    causes = set(traces.vesicles["death_cause"])
+    assert {"sink", "depleted", "absorbed", "expired", "censored"} <= causes
+    obs = traces.observe(counts=True, docks=True, detection="exact")
+    dens = nv.density.relax(model, q, n_steps=T)
+    for name, observed, expected in (("counts", obs.counts, np.asarray(dens.rho)),
+                                     ("docks", obs.docks, np.asarray(dens.expected_docks))):
+        se = np.sqrt(np.maximum(expected, 0.05) / R)
+        z = (observed.mean(axis=0) - expected) / se
+        assert np.abs(z).max() < 4.5, (name, np.unravel_index(np.abs(z).argmax(), z.shape), np.abs(z).max())
+    # power: a density with 30 % more decay is rejected by the same test
+    wrong = np.asarray(nv.density.relax(model, q.replace(delta=q.delta * 1.3), n_steps=T).rho)
+    assert np.abs((obs.counts.mean(axis=0) - wrong) / np.sqrt(np.maximum(wrong, 0.05) / R)).max() > 4.5
+    # the same key gives the same traces
+    again = simulate_vesicles(model, tables, n_ticks=T, n_runs=2, key=11)
+    first = traces.steps[traces.steps["run"] < 2].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.steps, first, check_dtype=False)

@@ -1,0 +1,129 @@
+"""NumPy reference of the vesicle process as deployed: quantised tables and on-chip draws.
+
+One tick follows §1.3 of the model on the tables of
+:func:`nvppl.backend.vesicles.quantize`, with 16-bit draws of the on-chip
+generator (:mod:`nvppl.backend.isa`):
+
+1. emission: for node ℓ and type κ, the count is the number of emission-table
+   entries not exceeding the draw of unit ``ℓ · K + κ`` in the emission domain;
+   new vesicles get consecutive ids in (node, type) order;
+2. migration: the next candidate is the first slot whose cumulative threshold
+   exceeds draw 0 of the vesicle; on a sink the vesicle is removed (``sink``);
+3. docking: draw 1 below the docking threshold; a finite budget drops by one
+   and a vesicle left with none is removed (``depleted``);
+4. absorption: draw 2 below the node's threshold (``absorbed``);
+5. decay: draw 3 below the type's threshold (``expired``).
+
+Draws are keyed by the run and the vesicle id (not by the core that holds the
+vesicle), so the process does not depend on placement: the emission domain is
+"core" 2⁴⁰ + run, the vesicle domain 2⁴¹ + run. The result is
+:class:`~nvppl.Traces` in the format of §2.1, so it can be compared with
+:func:`nvppl.simulate` and refitted with :mod:`nvppl.infer`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._keys import seed64
+from ..traces import Traces
+from . import isa
+from .vesicles import VesicleTables
+
+EMISSION_DOMAIN = 1 << 40
+VESICLE_DOMAIN = 1 << 41
+
+
+def simulate_vesicles(model, tables: VesicleTables, n_ticks: int, n_runs: int = 1, key=0) -> Traces:
+    """Vesicle traces of the deployed process (see the module docstring).
+
+    Examples
+    --------
+    >>> import networkx as nx, nvppl as nv
+    >>> from nvppl.backend.vesicles import quantize
+    >>> model = nv.VesicleModel(nv.Substrate.from_networkx(nx.cycle_graph(5)), n_types=1)
+    >>> tables, deployed, _ = quantize(model, model.default_params())
+    >>> traces = simulate_vesicles(model, tables, n_ticks=20, n_runs=2, key=0)
+    >>> traces.n_runs, set(traces.vesicles["death_cause"]) <= {"expired", "censored", "depleted"}
+    (2, True)
+    """
+    seed = seed64(key)
+    K, n = model.n_types, model.n_nodes
+    cand = np.asarray(model.substrate.candidates)
+    ncand = (cand >= 0).sum(axis=1)
+    labels = np.asarray(model.substrate.labels, dtype=object)
+    budget = tables.budget
+    vrows, srows = [], []
+    for run in range(n_runs):
+        vid = np.zeros(0, np.int64)
+        vtype = np.zeros(0, np.int64)
+        node = np.zeros(0, np.int64)
+        left = np.zeros(0, np.int64)
+        next_id = 0
+        units = np.arange(n * K, dtype=np.int64)
+        for t in range(n_ticks):
+            # 1. emission
+            u = isa.draw(isa.unit_key(seed, EMISSION_DOMAIN + run, units, t), 0).astype(np.int64)
+            kappa = units % K
+            counts = (tables.emission[kappa] <= u[:, None]).sum(axis=1)
+            born = np.repeat(units, counts)
+            m = len(born)
+            new_ids = np.arange(next_id, next_id + m)
+            next_id += m
+            vid = np.concatenate([vid, new_ids])
+            vtype = np.concatenate([vtype, born % K])
+            node = np.concatenate([node, born // K])
+            left = np.concatenate([left, budget[born % K]])
+            if m:
+                vrows.append(pd.DataFrame({"run": run, "vesicle": new_ids, "type": born % K, "birth_step": t,
+                                           "birth_node": born // K}))
+            if not len(vid):
+                continue
+            h = isa.unit_key(seed, VESICLE_DOMAIN + run, vid, t)
+            d = [isa.draw(h, k).astype(np.int64) for k in range(4)]
+            # 2. migration
+            sink = ncand[node] == 0
+            slot = np.where(sink, 0, (tables.migration[vtype, node] <= d[0][:, None]).sum(axis=1))
+            to = np.where(sink, -1, cand[node, np.minimum(slot, cand.shape[1] - 1)])
+            # 3. docking, 4. absorption, 5. decay (only for vesicles that did not leave through a sink)
+            docked = ~sink & (d[1] < tables.dock[vtype])
+            finite = left != 15
+            left = np.where(docked & finite, left - 1, left)
+            depleted = docked & finite & (left == 0)
+            absorbed = ~sink & ~depleted & (d[2] < tables.absorb[np.maximum(to, 0)])
+            expired = ~sink & ~depleted & ~absorbed & (d[3] < tables.decay[vtype])
+            moved = ~sink  # a vesicle removed on a sink has no row for that step
+            srows.append(pd.DataFrame({"run": run, "vesicle": vid[moved], "step": t, "node_from": node[moved],
+                                       "node_to": to[moved], "docked": docked[moved]}))
+            cause = np.select([sink, depleted, absorbed, expired], ["sink", "depleted", "absorbed", "expired"], "")
+            dead = cause != ""
+            if dead.any():
+                vrows.append(pd.DataFrame({"run": run, "vesicle": vid[dead], "death_step": t,
+                                           "death_cause": cause[dead]}))
+            keep = ~dead
+            vid, vtype, node, left = vid[keep], vtype[keep], to[keep], left[keep]
+        if len(vid):
+            vrows.append(pd.DataFrame({"run": run, "vesicle": vid, "death_step": n_ticks - 1,
+                                       "death_cause": "censored"}))
+    return _traces(model, vrows, srows, n_ticks, n_runs, budget, labels)
+
+
+def _traces(model, vrows, srows, n_ticks, n_runs, budget, labels) -> Traces:
+    frames = pd.concat(vrows, ignore_index=True) if vrows else pd.DataFrame(
+        columns=["run", "vesicle", "type", "birth_step", "birth_node", "death_step", "death_cause"])
+    births = frames.dropna(subset=["type"])[["run", "vesicle", "type", "birth_step", "birth_node"]]
+    deaths = frames.dropna(subset=["death_cause"])[["run", "vesicle", "death_step", "death_cause"]]
+    vesicles = births.merge(deaths, on=["run", "vesicle"], how="left").astype(
+        {"type": np.int64, "birth_step": np.int64, "birth_node": np.int64, "death_step": np.int64})
+    b = budget[vesicles["type"].to_numpy()]
+    vesicles.insert(5, "budget", np.where(b == 15, np.inf, b).astype(float))
+    vesicles["birth_node"] = labels[vesicles["birth_node"].to_numpy()]
+    steps = pd.concat(srows, ignore_index=True) if srows else pd.DataFrame(
+        columns=["run", "vesicle", "step", "node_from", "node_to", "docked"])
+    steps["node_from"] = labels[steps["node_from"].to_numpy(dtype=np.int64)]
+    steps["node_to"] = labels[steps["node_to"].to_numpy(dtype=np.int64)]
+    vesicles = vesicles.sort_values(["run", "vesicle"], ignore_index=True)
+    steps = steps.sort_values(["run", "vesicle", "step"], ignore_index=True)
+    return Traces.from_dataframes(vesicles, steps, model.substrate, n_steps=n_ticks, n_runs=n_runs,
+                                  n_types=model.n_types)
