@@ -18,10 +18,8 @@ from ..errors import CapacityError
 from . import isa
 from .chip import ChipConfig
 from .image import ROUNDING_CODES, ChipProgram, CoreImage
-from .network import LIF, Network, STDP, ThreeFactor
-from .noc import PacketClass
-
-SHORT_AXONS = 512  # axons below this fit the head flit's 9-bit route id
+from .network import LIF, STDP, Network, ThreeFactor, _first
+from .noc import SHORT_AXONS, PacketClass
 
 
 def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None) -> ChipProgram:
@@ -127,7 +125,7 @@ def _population_programs(net: Network, chip: ChipConfig):
             out.append((program, None, rows))
             continue
         nrn: LIF = pop.neuron
-        scale = _scale(pop, nrn, ins, chip)
+        scale = _scale(nrn, ins, chip)
         q = {}
         for name in ("v_th", "v_reset", "bias"):
             value = getattr(nrn, name)
@@ -148,7 +146,7 @@ def _population_programs(net: Network, chip: ChipConfig):
     return out
 
 
-def _scale(pop, nrn: LIF, ins, chip):
+def _scale(nrn: LIF, ins, chip):
     if nrn.scale is not None:
         return float(nrn.scale)
     wmax = max((float(np.abs(p.weights.data).max()) for p in ins if p.kind == "spike" and p.weights.nnz), default=0.0)
@@ -168,10 +166,10 @@ def _quantized_weights(net, scales, chip, rows_by_pop):
             data = np.round(W.data / scale).astype(np.int64)
             bad = (data < chip.weight_min) | (data > chip.weight_max)
             if bad.any():
+                j, i = _first(W, bad)
                 k = int(np.flatnonzero(bad)[0])
-                j = int(np.searchsorted(W.indptr, k, side="right") - 1)
                 raise ValueError(
-                    f"projection {proj.pre.name!r} -> {proj.post.name!r}: weight [{j}, {W.indices[k]}] = {W.data[k]} "
+                    f"projection {proj.pre.name!r} -> {proj.post.name!r}: weight [{j}, {i}] = {W.data[k]} "
                     f"is {data[k]} in units of {scale:.4g}, outside the {chip.weight_bits}-bit weight range")
             if W.nnz:
                 k = int(np.argmax(np.abs(data * scale - W.data)))
@@ -225,7 +223,7 @@ def _place(net: Network, chip: ChipConfig, caps):
                             f"{chip.n_neuron_cores} ({chip.width} × {chip.height} tiles minus the controller)")
     tiles = chip.neuron_cores()
     placed, k = [], 0
-    for pop, s in zip(net.populations, slices):
+    for s in slices:
         placed.append([(tiles[k + m], a, b) for m, (a, b) in enumerate(s)])
         k += len(s)
     return placed
@@ -248,11 +246,22 @@ class _AxonOverflow(Exception):
 
 def _compile_network(net: Network, chip: ChipConfig) -> ChipProgram:
     """Place with the most neurons per core whose axon tables fit (random wiring needs fewer)."""
+    if not net.populations:
+        raise ValueError("the network has no populations")
+    if chip.state_slots < 2:
+        raise CapacityError(f"LIF programs need 2 state words per neuron; the chip has state_slots={chip.state_slots}")
+    progs = _population_programs(net, chip)
+    for pop, (program, _, _) in zip(net.populations, progs):
+        if len(program) > chip.instruction_words:
+            raise CapacityError(f"population {pop.name!r}: its program has {len(program)} instructions; a core's "
+                                f"instruction memory holds {chip.instruction_words}")
+    rows_by_pop = [rows for _, _, rows in progs]
+    weights_q = _quantized_weights(net, [s for _, s, _ in progs], chip, rows_by_pop)
     caps = [chip.neurons_per_core] * len(net.populations)
     overflow = None
     while True:
         try:
-            return _compile_placed(net, chip, caps)
+            return _compile_placed(net, chip, caps, progs, weights_q)
         except _AxonOverflow as over:
             overflow = over
             for pop, (neurons, needed) in over.worst.items():
@@ -273,19 +282,8 @@ def _key(core, external, src_core_id, src_local, reward, target_local):
             | (np.int64(reward) << 12) | np.asarray(target_local, dtype=np.int64))
 
 
-def _compile_placed(net: Network, chip: ChipConfig, caps) -> ChipProgram:
-    if not net.populations:
-        raise ValueError("the network has no populations")
-    if chip.state_slots < 2:
-        raise CapacityError(f"LIF programs need 2 state words per neuron; the chip has state_slots={chip.state_slots}")
-    progs = _population_programs(net, chip)
-    for pop, (program, _, _) in zip(net.populations, progs):
-        if len(program) > chip.instruction_words:
-            raise CapacityError(f"population {pop.name!r}: its program has {len(program)} instructions; a core's "
-                                f"instruction memory holds {chip.instruction_words}")
-    scales = [s for _, s, _ in progs]
-    rows_by_pop = [rows for _, _, rows in progs]
-    weights_q = _quantized_weights(net, scales, chip, rows_by_pop)
+def _compile_placed(net: Network, chip: ChipConfig, caps, progs, weights_q) -> ChipProgram:
+    """Place with ``caps`` neurons per core at most and lay out every core's memory."""
     placed = _place(net, chip, caps)
 
     # global view: core index of every neuron, and its local index there
@@ -404,8 +402,6 @@ def _compile_placed(net: Network, chip: ChipConfig, caps) -> ChipProgram:
     for c in range(n_cores):
         pop = net.populations[core_pop[c]]
         out_words = out_words_all[out_first[c]:out_first[c + 1]]
-        if len(synapse_words[c]) > chip.synapse_words:  # guarded by placement; kept as a last check
-            raise CapacityError(f"core {cores_xy[c]}: {len(synapse_words[c])} synapse words > {chip.synapse_words}")
         program = progs[pop.index][0]
         config = {
             "n_neurons": core_n[c], "rounding": ROUNDING_CODES[chip.rounding],
@@ -431,9 +427,9 @@ def _compile_placed(net: Network, chip: ChipConfig, caps) -> ChipProgram:
     ]
     table = pd.DataFrame(
         [(pop.name, what, value, deployed, deployed - value)
-         for pop, rows in zip(net.populations, rows_by_pop) for what, value, deployed in rows],
+         for pop, (_, _, rows) in zip(net.populations, progs) for what, value, deployed in rows],
         columns=["population", "quantity", "value", "deployed", "error"])
     return ChipProgram(
         chip, cores, populations, projections, quantization=table, network=net,
-        extra={"weights": weights_q, "synapse_address": synapse_address, "scales": scales,
+        extra={"weights": weights_q, "synapse_address": synapse_address, "scales": [s for _, s, _ in progs],
                "programs": [p for p, _, _ in progs]})

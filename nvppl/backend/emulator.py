@@ -17,10 +17,11 @@ import scipy.sparse as sp
 from .._extension import load
 from .._keys import seed64
 from . import isa, noc
-from .image import ChipProgram
+from .image import ChipProgram, signed
 
 OUT_DTYPE = np.dtype([("syn", "<i8"), ("count", "<i4"), ("hops", "<i2"), ("flits", "<i2")])
 SYN_DTYPE = np.dtype([("target", "<i4"), ("weight", "<i2"), ("reward", "u1"), ("plastic", "u1")])
+_FLITS = np.array([noc.flits_per_packet(c) for c in sorted(noc.PacketClass)], dtype=np.int32)  # by class
 
 
 def _field(words, lo, width):
@@ -49,7 +50,6 @@ class Layout:
         # programs
         ops, rds, rss, imms, sec = [], [], [], [], np.zeros((nc, 3, 2), dtype=np.int32)
         rest, inert, rounding, cache, base = [], [], [], {}, 0
-        self.programs = []
         for k, core in enumerate(cores):
             key = core.program.tobytes()
             mode = ("floor", "nearest", "stochastic")[core.config["rounding"]]
@@ -70,13 +70,12 @@ class Layout:
                 except isa.ISAError as exc:
                     raise isa.ISAError(f"core ({core.x}, {core.y}): its program fails from the all-zero state "
                                        f"with no input: {exc}") from None
-                cache[(key, mode)] = (secs, stable, w_inert, program)
-            secs, stable, w_inert, program = cache[(key, mode)]
+                cache[(key, mode)] = (secs, stable, w_inert)
+            secs, stable, w_inert = cache[(key, mode)]
             sec[k] = secs
             rest.append(stable)
             inert.append(w_inert)
             rounding.append(core.config["rounding"])
-            self.programs.append(program)
         self.op = np.asarray(ops, dtype=np.int32)
         self.rd = np.asarray(rds, dtype=np.int32)
         self.rs = np.asarray(rss, dtype=np.int32)
@@ -115,15 +114,15 @@ class Layout:
         # synapses
         words = np.concatenate([c.synapses for c in cores]) if nc else np.zeros(0, np.uint64)
         syn_core = np.repeat(np.arange(nc), n_syn)
-        w = _field(words, 0, 16)
-        self.syn_weight = np.where(w >= 1 << 15, w - (1 << 16), w).astype(np.int64)
         local_t = _field(words, 16, 12)
         if np.any(local_t >= n_per[syn_core]):
             s = int(np.flatnonzero(local_t >= n_per[syn_core])[0])
             raise ValueError(f"synapse {s}: target neuron {local_t[s]} is not on its core")
-        self.syn_target = (self.nbase[syn_core] + local_t).astype(np.int32)
-        self.syn_plastic = _field(words, 28, 1).astype(np.uint8)
-        self.syn_reward = _field(words, 29, 1).astype(np.uint8)
+        self.syn = np.zeros(len(words), dtype=SYN_DTYPE)
+        self.syn["target"] = self.nbase[syn_core] + local_t
+        self.syn["weight"] = signed(words, 16)
+        self.syn["plastic"] = _field(words, 28, 1)
+        self.syn["reward"] = _field(words, 29, 1)
         self.syn_core = syn_core
         self.syn_axon = np.repeat(np.arange(len(self.ax_start)), self.ax_count)
         if len(self.syn_axon) != len(words):
@@ -146,20 +145,12 @@ class Layout:
         self.out_axon = dst_axon.astype(np.int64)
         self.out_src_core, self.out_dst_core = out_core, dst_core
         self.out_hops = noc.hop_distance(chip, self.core_id[out_core], self.core_id[dst_core]).astype(np.int32)
-        flits = np.array([noc.flits_per_packet(c) for c in sorted(noc.PacketClass)], dtype=np.int32)
-        self.out_flits = flits[cls]
-        self.out_class = cls
         self.pairs, self.out_pair = np.unique(out_core * nc + dst_core, return_inverse=True)
         self.out = np.zeros(len(dst_axon), dtype=OUT_DTYPE)
         self.out["syn"] = self.ax_start[self.out_axon]
         self.out["count"] = self.ax_count[self.out_axon]
         self.out["hops"] = self.out_hops
-        self.out["flits"] = self.out_flits
-        self.syn = np.zeros(len(self.syn_target), dtype=SYN_DTYPE)
-        self.syn["target"] = self.syn_target
-        self.syn["weight"] = self.syn_weight
-        self.syn["reward"] = self.syn_reward
-        self.syn["plastic"] = self.syn_plastic
+        self.out["flits"] = _FLITS[cls]
 
         # external input axons per input population
         self.ext_axon = {}
@@ -179,18 +170,18 @@ class Layout:
         self.ext_hops = noc.hop_distance(chip, np.full(len(self.ax_core), ctrl), self.core_id[self.ax_core]) \
             if len(self.ax_core) else np.zeros(0, np.int64)
         local_axon = np.arange(len(self.ax_core)) - self.axbase[self.ax_core]
-        self.ext_flits = np.where(local_axon < 512, 1, 2).astype(np.int64)
+        short = local_axon < noc.SHORT_AXONS
+        self.ext_flits = _FLITS[np.where(short, noc.PacketClass.SHORT_SPIKE, noc.PacketClass.SPIKE)].astype(np.int64)
 
         # plastic synapses, in core then synapse-memory order
-        pl = np.flatnonzero(self.syn_plastic == 1)
+        pl = np.flatnonzero(self.syn["plastic"] == 1)
         self.pl_syn = pl.astype(np.int64)
         self.pl_pre = self.ax_src[self.syn_axon[pl]].astype(np.int32)
         if np.any(self.pl_pre < 0):
             raise ValueError("an external input synapse is marked plastic")
-        self.pl_post = self.syn_target[pl].astype(np.int32)
+        self.pl_post = self.syn["target"][pl].astype(np.int32)
         self.pl_core = self.syn_core[pl].astype(np.int32)
         self.pl_unit = (pl - self.synbase[self.syn_core[pl]]).astype(np.int64)
-
 
     def initial_state(self):
         chip = self.prog.chip
@@ -219,14 +210,14 @@ class Layout:
         names = {p["name"]: k for k, p in enumerate(prog.populations)}
         real = self.ax_src[self.syn_axon] >= 0
         post_pop = self.pop_of_core[self.syn_core]
-        post_idx = self.first_of_core[self.syn_core] + (self.syn_target - self.nbase[self.syn_core])
+        post_idx = self.first_of_core[self.syn_core] + (self.syn["target"] - self.nbase[self.syn_core])
         pre_core = self.ncore[np.maximum(self.ax_src[self.syn_axon], 0)]
         pre_pop = self.pop_of_core[pre_core]
         pre_idx = self.first_of_core[pre_core] + (self.ax_src[self.syn_axon] - self.nbase[pre_core])
         out = []
         for proj in prog.projections:
             m = np.flatnonzero(real & (pre_pop == names[proj["pre"]]) & (post_pop == names[proj["post"]])
-                               & (self.syn_reward == int(proj["kind"] == "reward")))
+                               & (self.syn["reward"] == int(proj["kind"] == "reward")))
             order = np.lexsort((post_idx[m], pre_idx[m]))
             m = m[order]
             out.append((m, pre_idx[m], post_idx[m]))
@@ -481,7 +472,7 @@ class Emulator:
 
     def _shape(self, what):
         L = self.layout
-        return {"state": (L.N, self.prog.chip.state_slots), "traces": (L.N, 3), "weights": (len(L.syn_weight),)}[what]
+        return {"state": (L.N, self.prog.chip.state_slots), "traces": (L.N, 3), "weights": (len(L.syn),)}[what]
 
     def _spike_table(self, fired_t, fired_g):
         L = self.layout

@@ -47,9 +47,6 @@ CONFIG_REGISTERS = ("n_neurons", "rounding", "learning_interval", "program_words
 
 ROUNDING_CODES = {"floor": 0, "nearest": 1, "stochastic": 2}
 
-_MASK48 = (1 << 48) - 1
-
-
 @dataclass(eq=False)
 class CoreImage:
     """The memory of one neuron core.
@@ -179,12 +176,14 @@ def _hex(value: int, width: int) -> str:
     return f"0x{value & ((1 << width) - 1):0{width // 4}x}"
 
 
-def _signed(value: int, bits: int) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
+def signed(words, bits: int) -> np.ndarray:
+    """The low ``bits`` of unsigned ``words`` read as two's complement (int64)."""
+    v = np.asarray(words, dtype=np.uint64) & np.uint64((1 << bits) - 1)
+    v = v.astype(np.int64)
+    return np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
 
 
-def core_lines(core: CoreImage, chip: ChipConfig) -> list[str]:
+def core_lines(core: CoreImage) -> list[str]:
     """The image lines of one core."""
     x, y = core.x, core.y
     lines = [f"# core ({x}, {y}); tick op x y address value"]
@@ -221,7 +220,7 @@ def write_image(prog: ChipProgram, directory) -> None:
         yaml.safe_dump(_plain(manifest), fh, sort_keys=False)
     for core in prog.cores:
         with open(os.path.join(directory, f"core_{core.x}_{core.y}.txt"), "w") as fh:
-            fh.write("\n".join(core_lines(core, prog.chip)) + "\n")
+            fh.write("\n".join(core_lines(core)) + "\n")
 
 
 def _plain(obj):
@@ -240,7 +239,7 @@ class ImageError(ValueError):
     """A configuration image that cannot be read; names the file and line."""
 
 
-def _parse_core(path, x, y, chip) -> CoreImage:
+def _parse_core(path, x, y) -> CoreImage:
     regs: dict[int, dict[int, int]] = {r: {} for r in REGIONS.values()}
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -284,7 +283,7 @@ def _parse_core(path, x, y, chip) -> CoreImage:
         return out
 
     program = dense("instruction", config["program_words"], "instruction").astype(np.uint32)
-    state = np.array([_signed(int(v), 16) for v in dense("state", n * slots, "state")], dtype=np.int64)
+    state = signed(dense("state", n * slots, "state"), 16)
     traces = dense("trace", n * 3, "trace").astype(np.int64)
     return CoreImage(
         x, y, config, program, state.reshape(n, slots), traces.reshape(n, 3),
@@ -308,5 +307,5 @@ def read_image(directory) -> ChipProgram:
     if not isinstance(manifest, dict) or manifest.get("format") != "nvppl-chip-image/1":
         raise ImageError(f"{path}: not an nvppl chip image manifest")
     chip = ChipConfig.from_dict(manifest["chip"])
-    cores = [_parse_core(os.path.join(directory, f"core_{x}_{y}.txt"), x, y, chip) for x, y in manifest["cores"]]
+    cores = [_parse_core(os.path.join(directory, f"core_{x}_{y}.txt"), x, y) for x, y in manifest["cores"]]
     return ChipProgram(chip, cores, manifest["populations"], manifest["projections"])

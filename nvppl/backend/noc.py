@@ -44,8 +44,11 @@ __all__ = [
 #: Largest offset a head flit can carry per axis (a 4-bit magnitude).
 MAX_SEGMENT_HOPS = 15
 
+#: Axons a short packet can address (its destination axon is the head's 9-bit route id).
+SHORT_AXONS = 2**9
+
 _FLIT_LIMIT = 2**32
-_ROUTE_ID_LIMIT = 2**9
+_ROUTE_ID_LIMIT = SHORT_AXONS
 _AXON_LIMIT = 2**24
 _ADDRESS_LIMIT = 2**32
 _PAYLOAD_LIMIT = 2**48

@@ -25,7 +25,7 @@ from .network import Network
 SECTION_WEIGHT, SECTION_NEURON, SECTION_TRACE = 0, 1, 2
 
 
-def _inputs(net_pops, inputs, n_ticks):
+def _inputs(inputs, n_ticks):
     out = {}
     for name, arr in (inputs or {}).items():
         arr = np.asarray(arr.toarray() if hasattr(arr, "toarray") else arr)
@@ -51,7 +51,7 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
         raise ValueError("the fixed-point reference needs a program compiled in this process (prog.network)")
     chip = prog.chip
     seed = chip.seed if key is None else seed64(key)
-    ext = _inputs(net.populations, inputs, n_ticks)
+    ext = _inputs(inputs, n_ticks)
     programs = prog.extra["programs"]
     weights_q = prog.extra["weights"]
     S = chip.state_slots
@@ -75,7 +75,8 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
 
     state = [np.zeros((p.size, S), dtype=np.int64) for p in net.populations]
     traces = [np.zeros((p.size, 3), dtype=np.int64) for p in net.populations]
-    weights = [W.data.astype(np.int64).copy() for W in weights_q]
+    mats = [W.astype(np.int64) for W in weights_q]  # copies whose weights learning changes in place
+    weights = [W.data for W in mats]
     spiked = [np.zeros(p.size, dtype=bool) for p in net.populations]
     last = [np.zeros(p.size, dtype=bool) for p in net.populations]
     out = {"spikes": {p.name: np.zeros((n_ticks, p.size), dtype=bool) for p in net.populations},
@@ -90,9 +91,7 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
             acc_w = np.zeros(pop.size, dtype=np.int64)
             acc_r = np.zeros(pop.size, dtype=np.int64)
             for proj in net.incoming(pop):
-                W = weights_q[proj.index].copy()
-                W.data = weights[proj.index]
-                contribution = W.T @ last[proj.pre.index].astype(np.int64)
+                contribution = mats[proj.index].T @ last[proj.pre.index].astype(np.int64)
                 if proj.kind == "reward":
                     acc_r += contribution
                 else:
@@ -128,7 +127,7 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
                 isa.execute(programs[proj.post.index], SECTION_WEIGHT, regs, synapse=syn,
                             s_pre=spiked[proj.pre.index][j], s_post=spiked[proj.post.index][i], h=h,
                             counters=np.zeros(W.nnz, dtype=np.int64), **widths)
-                weights[proj.index] = syn[:, 0]
+                weights[proj.index][:] = syn[:, 0]
             for s in spiked:
                 s[:] = False
         for k, pop in enumerate(net.populations):
@@ -166,7 +165,7 @@ def simulate_float(net: Network, n_ticks: int, inputs=None) -> dict:
     >>> out["v"]["b"][:, 0].tolist(), out["spikes"]["b"][:, 0].tolist()
     ([0.0, 0.75, 0.0, 0.0], [False, False, True, False])
     """
-    ext = _inputs(net.populations, inputs, n_ticks)
+    ext = _inputs(inputs, n_ticks)
     v = {p.name: np.zeros(p.size) for p in net.populations if p.kind == "lif"}
     cur = {p.name: np.zeros(p.size) for p in net.populations if p.kind == "lif"}
     last = {p.name: np.zeros(p.size, dtype=bool) for p in net.populations}
