@@ -11,6 +11,7 @@ EXTENSIONS: list[tuple[str, str]] = [
     ("nvppl.smc._core", "nvppl/smc/_core.pyx"),
     ("nvppl._relax", "nvppl/_relax.pyx"),
     ("nvppl.backend._emulator", "nvppl/backend/_emulator.pyx"),
+    ("nvppl.backend._vesicles", "nvppl/backend/_vesicles.pyx"),
 ]
 
 

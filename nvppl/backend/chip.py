@@ -120,6 +120,11 @@ class ChipConfig:
         Energy of one executed instruction: 0 by default, since the per-neuron
         update cost already covers the program; set it to charge instructions
         separately.
+    pj_per_vesicle_update : float
+        Energy of one vesicle update on a node core (a mailbox word read,
+        table lookups against up to four draws, a word written) and of one
+        emission-generator update: 52 pJ, charged like a neuron update, whose
+        pipeline does the same work; no chip publishes a per-vesicle figure.
 
     Examples
     --------
@@ -157,6 +162,7 @@ class ChipConfig:
     pj_per_neuron_update: float = 52.0
     pj_per_weight_update: float = 120.0
     pj_per_instruction: float = 0.0
+    pj_per_vesicle_update: float = 52.0
 
     def __post_init__(self):
         for name, (lo, hi) in _INTEGER_BOUNDS.items():
@@ -406,6 +412,7 @@ _ENERGY_FIELDS = (
     "pj_per_neuron_update",
     "pj_per_weight_update",
     "pj_per_instruction",
+    "pj_per_vesicle_update",
 )
 
 

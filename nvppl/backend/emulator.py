@@ -236,14 +236,24 @@ class EmulatorRun:
         ``spikes``, ``packets`` (all, ``input_packets`` from the controller),
         ``flits``, ``hops``, ``synaptic_ops``, ``neuron_updates``, ``instructions``,
         ``weight_updates`` and ``energy_pj`` (sum of counts × the chip's per-event costs).
+        With a deployed vesicle model, ``packets``, ``flits``, ``hops`` and
+        ``energy_pj`` are split into ``vesicle_*`` (migration WRITE packets
+        between node cores, release packets and the reward spikes of the release
+        ports) and ``spike_*`` (all other neuron traffic), plus
+        ``vesicle_births``, ``vesicle_steps`` (vesicle-hops: one per vesicle per
+        tick), ``vesicle_docks``, ``vesicle_draws``, ``vesicle_updates``
+        (mailbox entries processed and emission-generator updates),
+        ``vesicle_migration_packets``, ``vesicle_release_packets`` and
+        ``vesicle_synaptic_ops``, ``spike_synaptic_ops``.
     energy : dict
         The energy estimate by event kind, in pJ.
     link_load : numpy.ndarray, (height, width, 4)
         Packets leaving each tile to the east, west, north and south.
     """
 
-    def __init__(self, emulator, n_ticks, spikes, counters, energy, link_load, final, records):
+    def __init__(self, emulator, n_ticks, spikes, counters, energy, link_load, final, records, traces=None):
         self._emu = emulator
+        self._traces = traces
         self.n_ticks = n_ticks
         self.spikes = spikes
         self.counters = counters
@@ -251,6 +261,16 @@ class EmulatorRun:
         self.link_load = link_load
         self._final = final
         self._records = records
+
+    @property
+    def traces(self):
+        """Every vesicle's birth, moves, docks and death as :class:`~nvppl.Traces` (§2.1).
+
+        Only for a program that deploys a vesicle model.
+        """
+        if self._traces is None:
+            raise AttributeError("the program deploys no vesicle model, so the run has no vesicle traces")
+        return self._traces
 
     def raster(self, population: str) -> np.ndarray:
         """Spikes of ``population`` as a boolean array (n_ticks, size)."""
@@ -333,8 +353,15 @@ class Emulator:
             raise TypeError(f"Emulator needs a ChipProgram (from nvppl.backend.compile), got {type(prog).__name__}")
         self._core = load("nvppl.backend._emulator")
         self.prog = prog
-        self.layout = Layout(prog)
-        self.synapses = self.layout.projection_synapses()
+        self.layout = Layout(prog) if prog.cores else None
+        self.synapses = self.layout.projection_synapses() if self.layout is not None else []
+        self.vesicles = None
+        if prog.vesicles is not None:
+            from .deploy import RELEASE_POPULATION
+            from .vesicle_engine import VesicleRunner
+
+            self._release_name = RELEASE_POPULATION
+            self.vesicles = VesicleRunner(prog)
 
     def _inputs(self, inputs, n_ticks):
         """(tick, global external axon) of every input spike, sorted by tick."""
@@ -369,8 +396,14 @@ class Emulator:
         order = np.lexsort((a, t))
         return t[order].astype(np.int64), a[order].astype(np.int64)
 
-    def run(self, n_ticks: int, key=None, inputs=None, record=(), progress: bool = False) -> EmulatorRun:
+    def run(self, n_ticks: int, key=None, inputs=None, record=(), progress: bool = False,
+            n_runs: int = 1) -> EmulatorRun:
         """Run the program from its initial memory for ``n_ticks`` ticks.
+
+        Each tick the node cores of a deployed vesicle model go first (emission,
+        migration, docking, absorption, decay); docks at nodes with release
+        ports send reward spikes into the base network, which then runs its
+        tick (deliver, update, route, learn).
 
         Parameters
         ----------
@@ -384,6 +417,9 @@ class Emulator:
             Memory to copy after every tick (for small programs: it costs memory).
         progress : bool
             Print a progress line every 10 % of the ticks.
+        n_runs : int
+            Independent runs of a vesicle model without a base network (the
+            vesicle traces get one ``run`` per run).
 
         Returns
         -------
@@ -391,12 +427,42 @@ class Emulator:
         """
         if isinstance(n_ticks, bool) or not isinstance(n_ticks, (int, np.integer)) or n_ticks < 0:
             raise ValueError(f"n_ticks must be a non-negative integer, got {n_ticks!r}")
+        if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
+            raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
+        if n_runs > 1 and self.layout is not None:
+            raise ValueError("n_runs > 1 runs a vesicle model alone; a program with neurons runs once per call")
         record = tuple(record)
         for what in record:
             if what not in ("state", "traces", "weights"):
                 raise ValueError(f"record: unknown item {what!r}; choose from 'state', 'traces', 'weights'")
-        L, chip = self.layout, self.prog.chip
+        if record and self.layout is None:
+            raise ValueError("record: the program has no neurons to record")
+        chip = self.prog.chip
         seed = chip.seed if key is None else seed64(key)
+        ves = self.vesicles
+        if ves is not None:
+            ves.reset()
+        if self.layout is None:
+            if inputs:
+                raise ValueError("inputs: the program has no input populations")
+            step = max(1, n_ticks // 10)
+            for r in range(n_runs):
+                ves.start(r, seed)
+                for t in range(n_ticks):
+                    ves.tick(t)
+                    if progress and (t + 1) % step == 0:
+                        print(f"emulator: run {r + 1}/{n_runs}, tick {t + 1}/{n_ticks}", flush=True)
+                ves.finish(n_ticks)
+            counters, energy = self._vesicle_counters(ves, n_ticks, n_runs, {})
+            spikes = pd.DataFrame({"tick": np.zeros(0, np.int64), "population": np.array([], object),
+                                   "neuron": np.zeros(0, np.int64)})
+            link = np.zeros((chip.height, chip.width, 4), dtype=np.int64)
+            return EmulatorRun(self, n_ticks, spikes, counters, energy, link, {}, {},
+                               traces=ves.traces(n_ticks, n_runs))
+        return self._run_network(n_ticks, seed, inputs, record, progress)
+
+    def _run_network(self, n_ticks, seed, inputs, record, progress):
+        L, chip, ves = self.layout, self.prog.chip, self.vesicles
         in_t, in_a = self._inputs(inputs, n_ticks)
         state, traces = L.initial_state()
         syn = L.syn.copy()
@@ -419,9 +485,19 @@ class Emulator:
         fired_t, fired_g = [], []
         recs = {w: [] for w in record}
         step = max(1, n_ticks // 10)
+        released = []
+        port_axon = L.ext_axon.get(self._release_name) if ves is not None else None
+        if ves is not None:
+            ves.start(0, seed)
         for t in range(n_ticks):
             learn = learn_any and (t + 1) % chip.learning_interval == 0
-            res = m.tick(t, in_a[bounds[t]:bounds[t + 1]], learn)
+            ext = in_a[bounds[t]:bounds[t + 1]]
+            if ves is not None:
+                ports = ves.tick(t)
+                if len(ports) and port_axon is not None:
+                    released.append(ports)
+                    ext = np.sort(np.concatenate([ext, port_axon[ports]]))
+            res = m.tick(t, ext, learn)
             if isinstance(res, tuple):
                 self._raise(res, t)
             if len(res):
@@ -458,9 +534,71 @@ class Emulator:
             dst = L.core_id[L.ax_core[in_a]]
             u, c = np.unique(dst, return_counts=True)
             load_ = load_ + noc.link_loads(chip, np.full(len(u), ctrl), u, c)
+        traces_out = None
+        if ves is not None:
+            ves.finish(n_ticks)
+            ports = np.concatenate(released) if released else np.zeros(0, np.int64)
+            counters, energy = self._vesicle_counters(ves, n_ticks, 1, counters, energy, ports)
+            traces_out = ves.traces(n_ticks, 1)
         final = {"state": arrays["state"].reshape(L.N, -1), "traces": arrays["traces"].reshape(L.N, 3),
                  "weights": syn["weight"].astype(np.int64)}
-        return EmulatorRun(self, n_ticks, spikes, counters, energy, load_, final, records)
+        return EmulatorRun(self, n_ticks, spikes, counters, energy, load_, final, records, traces=traces_out)
+
+    def _vesicle_counters(self, ves, n_ticks, n_runs, spike, spike_energy=None, ports=None):
+        """Counters split into vesicle traffic (``vesicle_*``) and spike traffic (``spike_*``), and totals.
+
+        Vesicle traffic: the WRITE packets of migrations between node cores, the
+        release packet from a node core to its release port for every dock there,
+        and the reward spikes the ports send (with their synaptic operations).
+        Spike traffic: everything else the neurons send. ``packets``, ``flits``,
+        ``hops`` and ``energy_pj`` are the totals of both.
+        """
+        chip = self.prog.chip
+        v = ves.counters(n_ticks, n_runs)
+        fan = dict(packets=0, flits=0, hops=0, synaptic_ops=0)     # reward spikes sent by the ports
+        write = dict(packets=0, flits=0, hops=0)                  # node core -> port
+        if ports is not None and len(ports):
+            L = self.layout
+            relay = L.neuron_index(self.prog.population_index(self._release_name))[ports]
+            src = ves.tiles[ves.node_core[ves.ports[ports, 0]]]
+            dst_id = L.core_id[L.ncore[relay]]
+            write = dict(packets=len(ports), flits=len(ports) * noc.flits_per_packet(noc.PacketClass.SPIKE),
+                         hops=int(np.abs(src[:, 0] - dst_id % chip.width).sum()
+                                  + np.abs(src[:, 1] - dst_id // chip.width).sum()))
+            u, c = np.unique(relay, return_counts=True)
+            for g, times in zip(u, c):
+                e = L.out[L.out_ptr[g]:L.out_ptr[g + 1]]
+                fan["packets"] += times * len(e)
+                fan["flits"] += times * int(e["flits"].sum())
+                fan["hops"] += times * int(e["hops"].sum())
+                fan["synaptic_ops"] += times * int(e["count"].sum())
+        fan = {k: int(v) for k, v in fan.items()}
+        write = {k: int(v) for k, v in write.items()}
+        counters = dict(spike)
+        out = {}
+        for k in ("packets", "flits", "hops"):
+            out[f"vesicle_{k}"] = v[k] + write[k] + fan[k]
+            out[f"spike_{k}"] = spike.get(k, 0) - fan[k]
+            counters[k] = out[f"vesicle_{k}"] + out[f"spike_{k}"]
+        out["spike_synaptic_ops"] = spike.get("synaptic_ops", 0) - fan["synaptic_ops"]
+        out["vesicle_synaptic_ops"] = fan["synaptic_ops"]
+        for k in ("births", "steps", "docks", "draws", "updates"):
+            out[f"vesicle_{k}"] = v[k]
+        out["vesicle_migration_packets"] = v["packets"]
+        out["vesicle_release_packets"] = write["packets"] + fan["packets"]
+        energy = dict(spike_energy or {})
+        if energy:
+            energy["hops"] -= fan["hops"] * chip.pj_per_hop
+            energy["synaptic_ops"] -= fan["synaptic_ops"] * chip.pj_per_synop
+        v_energy = {"vesicle_updates": v["updates"] * chip.pj_per_vesicle_update,
+                    "vesicle_hops": out["vesicle_hops"] * chip.pj_per_hop,
+                    "vesicle_synaptic_ops": fan["synaptic_ops"] * chip.pj_per_synop}
+        out["spike_energy_pj"] = float(sum(energy.values()))
+        out["vesicle_energy_pj"] = float(sum(v_energy.values()))
+        energy.update(v_energy)
+        counters.update(out)
+        counters["energy_pj"] = out["spike_energy_pj"] + out["vesicle_energy_pj"]
+        return counters, energy
 
     def _link_loads(self, counts):
         """Per-link packet counts: packets summed per (source, destination) core pair, then routed."""

@@ -39,7 +39,8 @@ import yaml
 from .chip import ChipConfig
 
 #: Memory regions of a core (address bits 31–24).
-REGIONS = {"config": 0, "instruction": 1, "state": 2, "trace": 3, "axon_out": 4, "axon_in": 5, "synapse": 6}
+REGIONS = {"config": 0, "instruction": 1, "state": 2, "trace": 3, "axon_out": 4, "axon_in": 5, "synapse": 6,
+           "vesicle_types": 7, "vesicle_emission": 8, "vesicle_nodes": 9, "vesicle_migration": 10, "mailbox": 11}
 
 #: Config registers of a core, by offset in the config region.
 CONFIG_REGISTERS = ("n_neurons", "rounding", "learning_interval", "program_words", "state_slots",
@@ -108,6 +109,9 @@ class ChipProgram:
         One row per quantised quantity: what, float value, deployed value, error.
     network : Network or None
         The source network (None for a program read from an image).
+    vesicles : VesicleProgram or None
+        The deployed vesicle model: node cores, tables, the Params asked for and
+        those deployed (``quantized_params``), the quantisation report.
     """
 
     chip: ChipConfig
@@ -117,6 +121,21 @@ class ChipProgram:
     quantization: object = None
     network: object = None
     extra: dict = field(default_factory=dict)
+    vesicles: object = None
+
+    @property
+    def quantized_params(self):
+        """The :class:`~nvppl.Params` actually deployed (the vesicle model's, after quantisation)."""
+        if self.vesicles is None:
+            raise AttributeError("the program deploys no vesicle model (compile(model, params_or_fit, ...))")
+        return self.vesicles.quantized_params
+
+    @property
+    def quantization_report(self):
+        """Per kernel, the worst-case and typical error of the deployed probabilities (a DataFrame)."""
+        if self.vesicles is None:
+            raise AttributeError("the program deploys no vesicle model; see .quantization for a network")
+        return self.vesicles.report
 
     @property
     def resources(self) -> dict:
@@ -138,6 +157,17 @@ class ChipProgram:
             out["synapse_words_max_per_core"] = (max(len(c.synapses) for c in self.cores), chip.synapse_words)
             out["axon_words_max_per_core"] = (max(len(c.axon_out) + len(c.axon_in) for c in self.cores),
                                               chip.axon_words)
+        ves = self.vesicles
+        if ves is not None:
+            words = [c.table_words for c in ves.cores]
+            out.update({
+                "node_cores": len(ves.cores), "graph_nodes": ves.model.n_nodes,
+                "mailbox_words": len(ves.cores) * chip.mailbox_words,
+                "table_words": int(sum(words)), "release_ports": len(ves.ports),
+                "nodes_max_per_core": max(c.config["n_nodes"] for c in ves.cores),
+                "table_words_max_per_core": (max(words), chip.synapse_words),
+            })
+            out["cores"] += len(ves.cores)
         return out
 
     def population_index(self, name: str) -> int:
@@ -152,6 +182,8 @@ class ChipProgram:
             self.chip == other.chip and len(self.cores) == len(other.cores)
             and all(a.equals(b) for a, b in zip(self.cores, other.cores))
             and self.populations == other.populations and self.projections == other.projections
+            and (self.vesicles is None) == (other.vesicles is None)
+            and (self.vesicles is None or _same_vesicles(self.vesicles, other.vesicles))
         )
 
     def write(self, directory) -> None:
@@ -170,6 +202,13 @@ class ChipProgram:
         True
         """
         write_image(self, directory)
+
+
+def _same_vesicles(a, b) -> bool:
+    return (a.model.to_json() == b.model.to_json() and len(a.cores) == len(b.cores)
+            and all(x.equals(y) for x, y in zip(a.cores, b.cores)) and np.array_equal(a.ports, b.ports)
+            and all(np.allclose(np.asarray(getattr(a.quantized_params, f)), np.asarray(getattr(b.quantized_params, f)),
+                                rtol=0, atol=1e-15) for f in a.quantized_params.to_dict()))
 
 
 def _hex(value: int, width: int) -> str:
@@ -215,12 +254,23 @@ def write_image(prog: ChipProgram, directory) -> None:
         "cores": [[c.x, c.y] for c in prog.cores],
         "populations": prog.populations,
         "projections": prog.projections,
+        "vesicles": None,
     }
+    ves = prog.vesicles
+    if ves is not None:
+        manifest["vesicles"] = {
+            "model": ves.model.to_json(), "source": ves.source,
+            "params": _params_to_plain(ves.params), "quantized_params": _params_to_plain(ves.quantized_params),
+            "node_cores": [[c.x, c.y] for c in ves.cores], "ports": ves.ports.tolist(),
+        }
     with open(os.path.join(directory, "manifest.yaml"), "w") as fh:
         yaml.safe_dump(_plain(manifest), fh, sort_keys=False)
     for core in prog.cores:
         with open(os.path.join(directory, f"core_{core.x}_{core.y}.txt"), "w") as fh:
             fh.write("\n".join(core_lines(core)) + "\n")
+    for core in (ves.cores if ves is not None else ()):
+        with open(os.path.join(directory, f"core_{core.x}_{core.y}.txt"), "w") as fh:
+            fh.write("\n".join(node_core_lines(core)) + "\n")
 
 
 def _plain(obj):
@@ -239,7 +289,8 @@ class ImageError(ValueError):
     """A configuration image that cannot be read; names the file and line."""
 
 
-def _parse_core(path, x, y) -> CoreImage:
+def _read_words(path, x, y) -> dict:
+    """{region: {offset: value}} of the writes in one core file."""
     regs: dict[int, dict[int, int]] = {r: {} for r in REGIONS.values()}
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -265,22 +316,45 @@ def _parse_core(path, x, y) -> CoreImage:
             if offset in regs[region]:
                 raise ImageError(f"{where}: address {parts[4]} written twice")
             regs[region][offset] = value
+    return regs
+
+
+def _config(regs, path, names) -> dict:
     cfg_raw = regs[REGIONS["config"]]
-    missing = [name for k, name in enumerate(CONFIG_REGISTERS) if k not in cfg_raw]
+    missing = [name for k, name in enumerate(names) if k not in cfg_raw]
     if missing:
         raise ImageError(f"{path}: config registers {missing} are not set")
-    config = {name: cfg_raw[k] for k, name in enumerate(CONFIG_REGISTERS)}
+    extra = [k for k in cfg_raw if k >= len(names)]
+    if extra:
+        raise ImageError(f"{path}: config register {min(extra)} does not exist on this kind of core")
+    return {name: cfg_raw[k] for k, name in enumerate(names)}
+
+
+def _dense(regs, path, region, count, what):
+    words = regs[REGIONS[region]]
+    bad = [k for k in words if k >= count]
+    if bad:
+        raise ImageError(f"{path}: {what} word {min(bad)} is beyond the {count} the config registers give")
+    out = np.zeros(count, dtype=np.uint64)
+    for k, v in words.items():
+        out[k] = v
+    return out
+
+
+def _unexpected(regs, path, allowed):
+    for name, code in REGIONS.items():
+        if name not in allowed and regs[code]:
+            raise ImageError(f"{path}: writes to the {name} region, which this kind of core does not use")
+
+
+def _parse_core(path, x, y) -> CoreImage:
+    regs = _read_words(path, x, y)
+    _unexpected(regs, path, ("config", "instruction", "state", "trace", "axon_out", "axon_in", "synapse"))
+    config = _config(regs, path, CONFIG_REGISTERS)
     n, slots = config["n_neurons"], config["state_slots"]
 
     def dense(region, count, what):
-        words = regs[REGIONS[region]]
-        bad = [k for k in words if k >= count]
-        if bad:
-            raise ImageError(f"{path}: {what} word {min(bad)} is beyond the {count} the config registers give")
-        out = np.zeros(count, dtype=np.uint64)
-        for k, v in words.items():
-            out[k] = v
-        return out
+        return _dense(regs, path, region, count, what)
 
     program = dense("instruction", config["program_words"], "instruction").astype(np.uint32)
     state = signed(dense("state", n * slots, "state"), 16)
@@ -308,4 +382,70 @@ def read_image(directory) -> ChipProgram:
         raise ImageError(f"{path}: not an nvppl chip image manifest")
     chip = ChipConfig.from_dict(manifest["chip"])
     cores = [_parse_core(os.path.join(directory, f"core_{x}_{y}.txt"), x, y) for x, y in manifest["cores"]]
-    return ChipProgram(chip, cores, manifest["populations"], manifest["projections"])
+    vesicles = None
+    if manifest.get("vesicles") is not None:
+        vesicles = _read_vesicles(directory, manifest["vesicles"], path)
+    return ChipProgram(chip, cores, manifest["populations"], manifest["projections"], vesicles=vesicles)
+
+
+def node_core_lines(core) -> list[str]:
+    """The image lines of one node core (layouts in :mod:`nvppl.backend.deploy`)."""
+    from .deploy import NODE_CONFIG
+
+    x, y = core.x, core.y
+    lines = [f"# node core ({x}, {y}); tick op x y address value"]
+
+    def put(region, offset, value):
+        lines.append(f"0 W {x} {y} {_hex((REGIONS[region] << 24) | offset, 32)} {_hex(int(value), 48)}")
+
+    for k, name in enumerate(NODE_CONFIG):
+        put("config", k, core.config[name])
+    for region, words in (("vesicle_types", core.types), ("vesicle_emission", core.emission),
+                          ("vesicle_nodes", core.nodes), ("vesicle_migration", core.migration)):
+        for k, word in enumerate(words):
+            put(region, k, int(word))
+    return lines
+
+
+def _parse_node_core(path, x, y):
+    from .deploy import NODE_CONFIG, NodeCoreImage
+
+    regs = _read_words(path, x, y)
+    _unexpected(regs, path, ("config", "vesicle_types", "vesicle_emission", "vesicle_nodes", "vesicle_migration"))
+    cfg = _config(regs, path, NODE_CONFIG)
+    K, L = cfg["n_types"], cfg["table_len"]
+    return NodeCoreImage(x, y, cfg, _dense(regs, path, "vesicle_types", K, "type"),
+                         _dense(regs, path, "vesicle_emission", K * L, "emission"),
+                         _dense(regs, path, "vesicle_nodes", cfg["nodes_words"], "node"),
+                         _dense(regs, path, "vesicle_migration", cfg["migration_words"], "migration"))
+
+
+def _params_to_plain(params) -> dict:
+    return {k: np.asarray(v, dtype=float).tolist() for k, v in params.to_numpy().to_dict().items()}
+
+
+def _params_from_plain(d) -> "object":
+    from ..params import Params
+
+    return Params(**{k: np.asarray(v, dtype=float) for k, v in d.items()})
+
+
+def _read_vesicles(directory, v, path):
+    from ..model import VesicleModel
+    from .deploy import VesicleProgram
+
+    try:
+        model = VesicleModel.from_json(v["model"])
+        params = _params_from_plain(v["params"])
+        quantized = _params_from_plain(v["quantized_params"])
+        ports = np.asarray(v["ports"], dtype=np.int64).reshape(-1, 2)
+        tiles = [tuple(t) for t in v["node_cores"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ImageError(f"{path}: the 'vesicles' section is malformed: {exc}") from None
+    cores = [_parse_node_core(os.path.join(directory, f"core_{x}_{y}.txt"), x, y) for x, y in tiles]
+    ves = VesicleProgram(model, params, quantized, None, cores, ports, v.get("source", "image"))
+    try:
+        ves.tables()
+    except ValueError as exc:
+        raise ImageError(f"{directory}: the node cores do not hold a valid deployment: {exc}") from None
+    return ves

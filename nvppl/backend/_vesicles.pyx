@@ -1,0 +1,262 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The vesicle engine of the node cores: emission, migration, docking, absorption, decay for one tick.
+
+Implements "Vesicles on the chip" of ``docs/guide/emulator.rst`` exactly; the
+NumPy reference (``nvppl/backend/vesicle_reference.py``) implements it
+independently and the tests compare the two event for event. Draws are keyed
+by the run and the vesicle id (not by the core), so the process does not
+depend on placement; the cores only decide which moves are packets and how
+many hops they take.
+"""
+
+from libc.stdint cimport int32_t, int64_t, uint64_t
+
+import numpy as np
+
+cdef enum:
+    C_BIRTHS = 0
+    C_STEPS = 1
+    C_PACKETS = 2
+    C_FLITS = 3
+    C_HOPS = 4
+    C_DOCKS = 5
+    C_DRAWS = 6
+    N_COUNTERS = 7
+
+COUNTERS = ("births", "steps", "packets", "flits", "hops", "docks", "draws")
+CAUSES = ("censored", "sink", "depleted", "absorbed", "expired")
+
+cdef enum:
+    ONE = 65536
+    UNLIMITED = 15
+    WRITE_FLITS = 4
+    E_MAILBOX = 1
+    E_IDS = 2
+
+
+cdef inline uint64_t mix(uint64_t z) noexcept nogil:
+    z = z + <uint64_t>0x9E3779B97F4A7C15ULL
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline int64_t u16(uint64_t h, uint64_t k) noexcept nogil:
+    """Draw k of a unit with key h: mix(h + k) >> 48."""
+    return <int64_t>(mix(h + k) >> 48)
+
+
+cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noexcept nogil:
+    cdef int64_t K = T.n_types, n = T.n_nodes, M = T.n_slots, L = T.table_len
+    cdef int64_t unit, k, j, c, i, w, m = 0, total
+    cdef int64_t kappa, l, to, slot, d
+    cdef uint64_t h
+    cdef int docked, dead, cause, finite
+    cdef const int64_t* row
+    cdef int64_t* cnt = S.counters
+
+    # 1. emission: inversion of the cumulative count table with draw 0 of unit l * K + kappa
+    for unit in range(n * K):
+        h = mix(S.emission_key ^ ((<uint64_t>unit << 32) + <uint64_t>t))
+        d = u16(h, 0)
+        row = T.emission + (unit % K) * L
+        c = 0
+        while c < L and row[c] <= d:
+            c += 1
+        S.born[unit] = c
+        S.occupancy[T.node_core[unit // K]] += c
+        m += c
+    cnt[C_DRAWS] += n * K
+    for c in range(T.n_cores):
+        if S.occupancy[c] > T.mailbox_words:
+            err[0] = c
+            return -E_MAILBOX
+    if S.next_id + m > T.max_id:
+        err[0] = S.next_id + m
+        return -E_IDS
+    S.n_births = m
+    w = S.n_live
+    j = 0
+    for unit in range(n * K):
+        for c in range(S.born[unit]):
+            S.vid[w] = S.next_id
+            S.next_id += 1
+            S.vtype[w] = <int32_t>(unit % K)
+            S.node[w] = <int32_t>(unit // K)
+            S.left[w] = <int32_t>T.budget[unit % K]
+            S.b_type[j] = S.vtype[w]
+            S.b_node[j] = S.node[w]
+            w += 1
+            j += 1
+    total = w
+    cnt[C_BIRTHS] += m
+
+    # 2.-5. every resident vesicle: migrate, dock, be absorbed, decay
+    for c in range(T.n_cores):
+        S.occupancy[c] = 0
+    S.n_steps = 0
+    S.n_deaths = 0
+    w = 0
+    for i in range(total):
+        kappa = S.vtype[i]
+        l = S.node[i]
+        h = mix(S.vesicle_key ^ ((<uint64_t>S.vid[i] << 32) + <uint64_t>t))
+        if T.ncand[l] == 0:                     # a sink removes the vesicle: no step row
+            S.d_vid[S.n_deaths] = S.vid[i]
+            S.d_cause[S.n_deaths] = 1
+            S.n_deaths += 1
+            continue
+        d = u16(h, 0)
+        row = T.migration + (kappa * n + l) * M
+        slot = 0
+        while row[slot] <= d:                   # the last candidate's entry is 2**16 > d
+            slot += 1
+        to = T.cand[l * M + slot]
+        docked = u16(h, 1) < T.dock[kappa]
+        cnt[C_DRAWS] += 2
+        finite = S.left[i] != UNLIMITED
+        cause = 0
+        if docked:
+            cnt[C_DOCKS] += 1
+            if finite:
+                S.left[i] -= 1
+                if S.left[i] == 0:
+                    cause = 2
+        if cause == 0:
+            cnt[C_DRAWS] += 1
+            if u16(h, 2) < T.absorb[to]:
+                cause = 3
+            else:
+                cnt[C_DRAWS] += 1
+                if u16(h, 3) < T.decay[kappa]:
+                    cause = 4
+        j = S.n_steps
+        S.s_vid[j] = S.vid[i]
+        S.s_from[j] = <int32_t>l
+        S.s_to[j] = <int32_t>to
+        S.s_docked[j] = docked
+        S.n_steps += 1
+        cnt[C_STEPS] += 1
+        if T.node_core[to] != T.node_core[l]:
+            cnt[C_PACKETS] += 1
+            cnt[C_FLITS] += WRITE_FLITS
+            cnt[C_HOPS] += T.hops[T.node_core[l] * T.n_cores + T.node_core[to]]
+        if cause:
+            S.d_vid[S.n_deaths] = S.vid[i]
+            S.d_cause[S.n_deaths] = cause
+            S.n_deaths += 1
+            continue
+        S.vid[w] = S.vid[i]
+        S.vtype[w] = <int32_t>kappa
+        S.node[w] = <int32_t>to
+        S.left[w] = S.left[i]
+        S.occupancy[T.node_core[to]] += 1
+        w += 1
+    S.n_live = w
+    return 0
+
+
+cdef class Engine:
+    """The node cores of one deployed model, run by run and tick by tick.
+
+    Parameters
+    ----------
+    arrays : dict
+        The tables and placement of :c:type:`Tables` (int64, node_core and hops int32).
+    sizes : dict
+        ``mailbox_words`` and ``max_id``.
+    """
+
+    cdef Tables T
+    cdef Mailboxes S
+    cdef dict _keep
+    cdef readonly object counters
+
+    def __init__(self, dict arrays, dict sizes):
+        cdef int64_t K, n, M, C, cap
+        self._keep = {}
+        em = self._arr(arrays, "emission", np.int64)
+        mig = self._arr(arrays, "migration", np.int64)
+        K, n, M = mig.shape[0], mig.shape[1], mig.shape[2]
+        C = int(np.asarray(arrays["hops"]).shape[0])
+        self.T.n_nodes, self.T.n_types, self.T.n_slots = n, K, M
+        self.T.table_len = em.shape[1]
+        self.T.n_cores = C
+        self.T.mailbox_words = int(sizes["mailbox_words"])
+        self.T.max_id = int(sizes["max_id"])
+        self.T.emission = self._p64(em)
+        self.T.migration = self._p64(mig)
+        self.T.cand = self._p64(self._arr(arrays, "cand", np.int64))
+        self.T.ncand = self._p64(self._arr(arrays, "ncand", np.int64))
+        self.T.dock = self._p64(self._arr(arrays, "dock", np.int64))
+        self.T.absorb = self._p64(self._arr(arrays, "absorb", np.int64))
+        self.T.decay = self._p64(self._arr(arrays, "decay", np.int64))
+        self.T.budget = self._p64(self._arr(arrays, "budget", np.int64))
+        self.T.node_core = self._p32(self._arr(arrays, "node_core", np.int32))
+        self.T.hops = self._p32(self._arr(arrays, "hops", np.int32))
+        cap = C * self.T.mailbox_words
+        for name, dt, size in (("vid", np.int64, cap), ("vtype", np.int32, cap), ("node", np.int32, cap),
+                               ("left", np.int32, cap), ("occupancy", np.int64, C), ("born", np.int64, n * K),
+                               ("b_type", np.int32, cap), ("b_node", np.int32, cap), ("s_vid", np.int64, cap),
+                               ("s_from", np.int32, cap), ("s_to", np.int32, cap), ("s_docked", np.int32, cap),
+                               ("d_vid", np.int64, cap), ("d_cause", np.int32, cap),
+                               ("counters", np.int64, N_COUNTERS)):
+            self._keep[name] = np.zeros(max(size, 1), dtype=dt)
+        k = self._keep
+        self.S.vid, self.S.s_vid, self.S.d_vid = self._p64(k["vid"]), self._p64(k["s_vid"]), self._p64(k["d_vid"])
+        self.S.occupancy, self.S.born = self._p64(k["occupancy"]), self._p64(k["born"])
+        self.S.counters = self._p64(k["counters"])
+        self.S.vtype, self.S.node, self.S.left = self._p32(k["vtype"]), self._p32(k["node"]), self._p32(k["left"])
+        self.S.b_type, self.S.b_node = self._p32(k["b_type"]), self._p32(k["b_node"])
+        self.S.s_from, self.S.s_to = self._p32(k["s_from"]), self._p32(k["s_to"])
+        self.S.s_docked, self.S.d_cause = self._p32(k["s_docked"]), self._p32(k["d_cause"])
+        self.counters = k["counters"]
+
+    def _arr(self, arrays, name, dt):
+        a = np.array(arrays[name], dtype=dt, order="C", copy=True)
+        self._keep["in_" + name] = a
+        return a
+
+    cdef int64_t* _p64(self, a) except NULL:
+        cdef int64_t[::1] v = a.reshape(-1)
+        return &v[0]
+
+    cdef int32_t* _p32(self, a) except NULL:
+        cdef int32_t[::1] v = a.reshape(-1)
+        return &v[0]
+
+    def start(self, uint64_t emission_key, uint64_t vesicle_key):
+        """Empty the mailboxes for a new run with the given generator keys (mix(mix(seed) ^ domain))."""
+        self.S.n_live = 0
+        self.S.next_id = 0
+        self.S.emission_key = emission_key
+        self.S.vesicle_key = vesicle_key
+        self._keep["occupancy"][:] = 0
+
+    def tick(self, int64_t t):
+        """Advance one tick; returns (births, steps, deaths) as tuples of arrays, or ("error", code, where).
+
+        births: (type, node) of the vesicles born, their ids consecutive from the
+        previous ``next_id``; steps: (vesicle, node_from, node_to, docked);
+        deaths: (vesicle, cause code).
+        """
+        cdef int64_t err = 0, first = self.S.next_id
+        cdef int res
+        with nogil:
+            res = tick_nogil(&self.T, &self.S, t, &err)
+        if res < 0:
+            return ("error", -res, int(err))
+        k = self._keep
+        nb, ns, nd = self.S.n_births, self.S.n_steps, self.S.n_deaths
+        return (first, k["b_type"][:nb].copy(), k["b_node"][:nb].copy(),
+                k["s_vid"][:ns].copy(), k["s_from"][:ns].copy(), k["s_to"][:ns].copy(),
+                k["s_docked"][:ns].astype(bool), k["d_vid"][:nd].copy(), k["d_cause"][:nd].copy())
+
+    def live(self):
+        """(ids, types, nodes, releases left) of the resident vesicles, in id order."""
+        k, n = self._keep, self.S.n_live
+        return k["vid"][:n].copy(), k["vtype"][:n].copy(), k["node"][:n].copy(), k["left"][:n].copy()
+
+    def occupancy(self):
+        """Vesicles per node core after the last tick."""
+        return self._keep["occupancy"].copy()

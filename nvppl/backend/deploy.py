@@ -1,0 +1,426 @@
+"""Deployment of a fitted vesicle model: node cores, their tables, placement, release ports.
+
+:func:`compile_vesicles` (reached through :func:`nvppl.backend.compile`) turns a
+:class:`~nvppl.VesicleModel` with a :class:`~nvppl.infer.Fit` or
+:class:`~nvppl.Params` into a :class:`~nvppl.backend.ChipProgram`: graph nodes
+are placed on *node cores*, several per core, in an order that keeps likely
+migrations on one core or on neighbouring cores; every node core holds the
+quantised tables of :func:`~nvppl.backend.vesicles.quantize` for its nodes in
+its table memory (``docs/guide/emulator.rst``, "Vesicles on the chip"):
+
+- **types** (one word per type): bits 16–0 the docking threshold, 33–17 the
+  decay threshold, 37–34 the budget (15 = unlimited);
+- **emission** (``table_len`` words per type): bits 16–0 a cumulative
+  emission-count threshold;
+- **nodes** (one word per hosted node): bits 19–0 the graph node, 27–20 its
+  number of candidates (0 on a sink), 44–28 its absorption threshold;
+- **migration** (per hosted node, per type, one word per candidate): bits 16–0
+  the cumulative threshold, 36–17 the candidate node, 46–37 the core id of the
+  core holding it.
+
+With a spiking base network attached, each (node, type) that releases onto
+neurons gets a *release port*: a relay of the input population
+``"vesicle_release"`` whose reward projection reaches the node's neurons with
+the amplitude A_mod = α_κ of the type (eq. 57–58, 60).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+from ..errors import CapacityError
+from ..params import Params
+from .chip import ChipConfig
+from .image import ChipProgram
+from .vesicles import ONE, VesicleTables, quantize
+
+RELEASE_POPULATION = "vesicle_release"
+NODE_CONFIG = ("n_nodes", "n_types", "table_len", "nodes_words", "migration_words")
+MAX_NODES = 1 << 20        # 20-bit node fields
+MAX_CANDIDATES = 255       # 8-bit candidate count
+_T17 = (1 << 17) - 1
+
+
+@dataclass(eq=False)
+class NodeCoreImage:
+    """The memory of one node core (table words, 48-bit).
+
+    Attributes
+    ----------
+    x, y : int
+    config : dict
+        ``n_nodes``, ``n_types``, ``table_len``, ``nodes_words``, ``migration_words``.
+    types, emission, nodes, migration : numpy.ndarray of uint64
+        The table regions (layouts in the module docstring).
+    """
+
+    x: int
+    y: int
+    config: dict
+    types: np.ndarray
+    emission: np.ndarray
+    nodes: np.ndarray
+    migration: np.ndarray
+
+    @property
+    def table_words(self) -> int:
+        return len(self.types) + len(self.emission) + len(self.nodes) + len(self.migration)
+
+    def equals(self, other) -> bool:
+        return ((self.x, self.y) == (other.x, other.y) and self.config == other.config
+                and all(np.array_equal(getattr(self, f), getattr(other, f))
+                        for f in ("types", "emission", "nodes", "migration")))
+
+
+@dataclass(eq=False)
+class VesicleProgram:
+    """The vesicle part of a :class:`~nvppl.backend.ChipProgram`.
+
+    Attributes
+    ----------
+    model : VesicleModel
+    params : Params
+        The parameters asked for (e.g. the posterior mean).
+    quantized_params : Params
+        The parameters actually deployed.
+    report : pandas.DataFrame or None
+        Worst-case and typical quantisation error per kernel (None when read from an image).
+    cores : list of NodeCoreImage
+    ports : numpy.ndarray, (P, 2)
+        (node, type) of each release port, in port order (empty without a base network).
+    source : str
+        Where the parameters came from.
+    """
+
+    model: object
+    params: Params
+    quantized_params: Params
+    report: object
+    cores: list
+    ports: np.ndarray
+    source: str = "params"
+
+    @property
+    def node_core(self) -> np.ndarray:
+        """Node core (index into ``cores``) of every graph node."""
+        out = np.full(self.model.n_nodes, -1, dtype=np.int64)
+        for k, core in enumerate(self.cores):
+            out[_field(core.nodes, 0, 20)] = k
+        return out
+
+    def tables(self) -> VesicleTables:
+        """The tables the node cores hold, decoded (identical on every core for the per-type ones)."""
+        return decode_tables(self.cores, self.model)
+
+    def expected_hops(self, chip: ChipConfig) -> float:
+        """Mean tile hops of one migration step, rows of T weighted equally (the placement's cost)."""
+        return expected_hops(self.quantized_params, self.model, self.node_core,
+                             [(c.x, c.y) for c in self.cores], chip)
+
+
+def _field(words, lo, width):
+    return ((np.asarray(words, dtype=np.uint64) >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters from a fit
+
+
+def select_params(model, fit_or_params, draw=None):
+    """The Params to deploy and a description of their source.
+
+    ``fit_or_params`` is a Params (``draw`` must be None) or a Fit: the posterior
+    mean by default, ``draw=i`` the i-th draw over chains × draws, ``draw=(c, d)``
+    draw d of chain c.
+    """
+    from ..infer.fit import Fit
+
+    if isinstance(fit_or_params, Params):
+        if draw is not None:
+            raise TypeError("draw= selects posterior draws of a Fit; Params are deployed as they are")
+        return fit_or_params, "params"
+    if isinstance(fit_or_params, Fit):
+        fit = fit_or_params
+        if fit.model.to_json() != model.to_json():
+            raise ValueError("the fit was made with a different model (substrate, options or priors) than the "
+                             "one given to compile; pass fit.model")
+        if draw is None:
+            return fit.posterior_mean(), f"posterior mean of a {fit.method} fit ({fit.num_draws} draws)"
+        post = fit.idata.posterior
+        chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+        if isinstance(draw, (tuple, list)) and len(draw) == 2:
+            c, d = int(draw[0]), int(draw[1])
+        elif isinstance(draw, (int, np.integer)) and not isinstance(draw, bool):
+            c, d = divmod(int(draw), draws)
+        else:
+            raise TypeError(f"draw must be an integer or a (chain, draw) pair, got {draw!r}")
+        if not (0 <= c < chains and 0 <= d < draws):
+            raise IndexError(f"draw {draw!r} is outside the posterior ({chains} chains x {draws} draws)")
+        return fit.posterior_draw(c, d), f"draw {d} of chain {c} of a {fit.method} fit"
+    raise TypeError(f"compile(model, ...) needs a Fit or Params, got {type(fit_or_params).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# placement
+
+
+def node_order(model, params) -> np.ndarray:
+    """Nodes in reverse Cuthill–McKee order of the symmetrised migration flow Σ_κ T_κ.
+
+    Consecutive nodes of this order exchange vesicles most, so cutting it into
+    runs of consecutive nodes, one run per core along the serpentine of cores,
+    keeps likely migrations on a core or between neighbouring cores.
+    """
+    sub = model.substrate
+    n = model.n_nodes
+    cand = np.asarray(sub.candidates)
+    T = np.asarray(params.T, dtype=float).sum(axis=0)
+    rows = np.repeat(np.arange(n), cand.shape[1])
+    cols = cand.reshape(-1)
+    w = T.reshape(-1)
+    keep = (cols >= 0) & (cols != rows) & (w > 0)
+    W = sp.csr_matrix((w[keep], (rows[keep], cols[keep])), shape=(n, n))
+    W = (W + W.T).tocsr()
+    return np.asarray(reverse_cuthill_mckee(W, symmetric_mode=True), dtype=np.int64)
+
+
+def default_nodes_per_core(model, quantized, chip: ChipConfig) -> int:
+    """Nodes per core so that a core's mailbox has room for 8× the expected residents.
+
+    The expected residents of a node are bounded by its own stationary count
+    Σ_κ λ_κ / δ_κ (emission over the per-step removal by decay); the mailbox
+    is checked on every tick of a run regardless, and an overflow is an error.
+    """
+    lam = np.asarray(_rates(model, quantized))
+    per_node = float(np.sum(lam / np.asarray(quantized.delta, dtype=float)))
+    return int(max(1, min(model.n_nodes, chip.mailbox_words // max(1.0, 8.0 * per_node))))
+
+
+def _rates(model, params):
+    from scipy import special
+
+    u0 = np.asarray(params.u, dtype=float)[:, 0]
+    if model.emission_link == "sigmoid":
+        return np.asarray(params.r_max, dtype=float) * special.expit(u0)
+    return np.exp(u0)
+
+
+def expected_hops(params, model, node_core, tiles, chip) -> float:
+    """Mean over types and non-sink nodes of Σ_j T_κ[ℓ, j] · hops(core(ℓ), core(c_j))."""
+    cand = np.asarray(model.substrate.candidates)
+    T = np.asarray(params.T, dtype=float)
+    xy = np.asarray(tiles, dtype=np.int64).reshape(-1, 2)
+    pos = xy[node_core]
+    c = np.maximum(cand, 0)
+    hops = np.abs(pos[:, None, 0] - pos[c, 0]) + np.abs(pos[:, None, 1] - pos[c, 1])
+    hops = np.where(cand >= 0, hops, 0)
+    rows = (cand >= 0).any(axis=1)
+    if not rows.any():
+        return 0.0
+    return float((T * hops[None]).sum(axis=-1)[:, rows].mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# table words
+
+
+def node_core_images(model, tables: VesicleTables, groups, tiles, chip: ChipConfig) -> list:
+    """One :class:`NodeCoreImage` per group of nodes, at ``tiles``."""
+    K = model.n_types
+    cand = np.asarray(model.substrate.candidates)
+    ncand = (cand >= 0).sum(axis=1)
+    node_core = np.empty(model.n_nodes, dtype=np.int64)
+    for k, g in enumerate(groups):
+        node_core[g] = k
+    core_id = np.array([chip.core_id(x, y) for x, y in tiles], dtype=np.int64)
+    types = (tables.dock.astype(np.uint64) | (tables.decay.astype(np.uint64) << np.uint64(17))
+             | (tables.budget.astype(np.uint64) << np.uint64(34)))
+    emission = tables.emission.reshape(-1).astype(np.uint64)
+    out = []
+    for (x, y), g in zip(tiles, groups):
+        g = np.asarray(g, dtype=np.int64)
+        nodes = (g.astype(np.uint64) | (ncand[g].astype(np.uint64) << np.uint64(20))
+                 | (tables.absorb[g].astype(np.uint64) << np.uint64(28)))
+        mig = []
+        for node in g:
+            c = int(ncand[node])
+            dest = cand[node, :c]
+            for k in range(K):
+                mig.append(tables.migration[k, node, :c].astype(np.uint64)
+                           | (dest.astype(np.uint64) << np.uint64(17))
+                           | (core_id[node_core[dest]].astype(np.uint64) << np.uint64(37)))
+        migration = np.concatenate(mig) if mig else np.zeros(0, np.uint64)
+        config = {"n_nodes": len(g), "n_types": K, "table_len": int(tables.emission.shape[1]),
+                  "nodes_words": len(g), "migration_words": len(migration)}
+        out.append(NodeCoreImage(int(x), int(y), config, types.copy(), emission.copy(), nodes, migration))
+    return out
+
+
+def decode_tables(cores, model) -> VesicleTables:
+    """The :class:`VesicleTables` held by node cores (the inverse of :func:`node_core_images`)."""
+    K, n = model.n_types, model.n_nodes
+    cand = np.asarray(model.substrate.candidates)
+    M = cand.shape[1]
+    if not cores:
+        raise ValueError("the program has no node cores")
+    first = cores[0]
+    for core in cores[1:]:
+        if not (np.array_equal(core.types, first.types) and np.array_equal(core.emission, first.emission)):
+            raise ValueError(f"node core ({core.x}, {core.y}) holds type or emission tables that differ from "
+                             f"those of node core ({first.x}, {first.y})")
+    if len(first.types) != K:
+        raise ValueError(f"node core ({first.x}, {first.y}) has {len(first.types)} type words; the model has "
+                         f"{K} types")
+    dock, decay, budget = _field(first.types, 0, 17), _field(first.types, 17, 17), _field(first.types, 34, 4)
+    L = first.config["table_len"]
+    emission = _field(first.emission, 0, 17).reshape(K, L)
+    absorb = np.zeros(n, dtype=np.int64)
+    migration = np.zeros((K, n, M), dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    for core in cores:
+        where = f"node core ({core.x}, {core.y})"
+        nodes = _field(core.nodes, 0, 20)
+        nc = _field(core.nodes, 20, 8)
+        if np.any(nodes >= n) or np.any(seen[nodes]):
+            raise ValueError(f"{where}: its node table names a node beyond the model's {n} or one already placed")
+        seen[nodes] = True
+        absorb[nodes] = _field(core.nodes, 28, 17)
+        pos = 0
+        for node, c in zip(nodes, nc):
+            if c != int((cand[node] >= 0).sum()):
+                raise ValueError(f"{where}: node {node} has {c} candidates in its table, the substrate "
+                                 f"{int((cand[node] >= 0).sum())}")
+            for k in range(K):
+                words = core.migration[pos:pos + c]
+                if len(words) != c:
+                    raise ValueError(f"{where}: the migration table ends inside node {node}'s rows")
+                if np.any(_field(words, 17, 20) != cand[node, :c]):
+                    raise ValueError(f"{where}: node {node}, type {k}: the migration table's destinations "
+                                     "differ from the substrate's candidates")
+                migration[k, node, :c] = _field(words, 0, 17)
+                migration[k, node, c:] = ONE if c else 0
+                pos += c
+        if pos != len(core.migration):
+            raise ValueError(f"{where}: {len(core.migration) - pos} migration words are not used by any node")
+    if not seen.all():
+        raise ValueError(f"graph node {int(np.flatnonzero(~seen)[0])} is on no node core")
+    return VesicleTables(emission, migration, dock, absorb, decay, budget)
+
+
+# ---------------------------------------------------------------------------------------------
+# compile
+
+
+def _release_network(network, model, release, amplitude):
+    """A copy of ``network`` with the release ports and their reward projections; the ports (node, type)."""
+    from .network import Network
+
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be an nvppl.backend.Network, got {type(network).__name__}")
+    K = model.n_types
+    if amplitude is None:
+        raise ValueError("release_amplitude (A_mod = α_κ per type, integers −128..127) is needed with release=")
+    amp = np.asarray(amplitude)
+    if amp.shape != (K,) or not np.all(amp == np.round(amp)) or np.any(np.abs(amp) > 128) or np.any(amp == 128):
+        raise ValueError(f"release_amplitude must hold {K} integers in −128..127 (one per type), got {amplitude!r}")
+    net = copy.deepcopy(network)
+    if any(p.name == RELEASE_POPULATION for p in net.populations):
+        raise ValueError(f"the network already has a population named {RELEASE_POPULATION!r}")
+    pops = {p.name: p for p in net.populations}
+    targets = []
+    for label, spec in dict(release).items():
+        try:
+            node = model.substrate.index_of(label)
+        except (KeyError, ValueError):
+            raise KeyError(f"release: {label!r} is not a node of the substrate") from None
+        try:
+            name, idx = spec
+        except (TypeError, ValueError):
+            raise ValueError(f"release[{label!r}] must be (population name, neuron indices), got {spec!r}") from None
+        if name not in pops:
+            raise KeyError(f"release[{label!r}]: the network has no population {name!r}")
+        if pops[name].kind == "input":
+            raise ValueError(f"release[{label!r}]: population {name!r} is an input population; release reaches "
+                             "LIF neurons")
+        idx = np.unique(np.asarray(idx, dtype=np.int64).reshape(-1))
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= pops[name].size:
+            raise ValueError(f"release[{label!r}]: neuron indices must lie in 0..{pops[name].size - 1}")
+        targets.append((node, name, idx))
+    ports = [(node, k) for node, _, _ in targets for k in range(K) if amp[k] != 0]
+    if not ports:
+        raise ValueError("release: no (node, type) releases onto any neuron (all amplitudes are 0?)")
+    src = net.add_input(RELEASE_POPULATION, len(ports))
+    port_of = {pt: p for p, pt in enumerate(ports)}
+    for name in dict.fromkeys(n for _, n, _ in targets):
+        rows, cols, vals = [], [], []
+        for node, nm, idx in targets:
+            if nm != name:
+                continue
+            for k in range(K):
+                if amp[k] != 0:
+                    rows += [port_of[(node, k)]] * len(idx)
+                    cols += idx.tolist()
+                    vals += [int(amp[k])] * len(idx)
+        W = sp.csr_matrix((vals, (rows, cols)), shape=(len(ports), pops[name].size))
+        net.connect(src, pops[name], W, kind="reward")
+    return net, np.asarray(ports, dtype=np.int64).reshape(-1, 2)
+
+
+def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, release=None, release_amplitude=None,
+                     nodes_per_core=None, draw=None) -> ChipProgram:
+    """Compile a vesicle model (and optionally a base network); see :func:`nvppl.backend.compile`."""
+    from ..model import VesicleModel
+    from .compile import _compile_network
+
+    if not isinstance(model, VesicleModel):
+        raise TypeError(f"model must be a VesicleModel, got {type(model).__name__}")
+    params, source = select_params(model, fit_or_params, draw)
+    tables, quantized, report = quantize(model, params)
+    n = model.n_nodes
+    if n > MAX_NODES:
+        raise CapacityError(f"graph nodes: {n}; the 20-bit node fields of the table words address {MAX_NODES}")
+    ncand = np.asarray((np.asarray(model.substrate.candidates) >= 0).sum(axis=1))
+    if ncand.max() > MAX_CANDIDATES:
+        raise CapacityError(f"node {int(np.argmax(ncand))} has {int(ncand.max())} candidates; a node word holds "
+                            f"{MAX_CANDIDATES}")
+
+    # the base network with its release ports
+    if release is not None and network is None:
+        raise ValueError("release= needs a base network (network=)")
+    ports = np.zeros((0, 2), dtype=np.int64)
+    if network is not None:
+        if release is not None:
+            network, ports = _release_network(network, model, release, release_amplitude)
+        base = _compile_network(network, chip)
+    else:
+        base = ChipProgram(chip, [], [], [])
+    used = {(c.x, c.y) for c in base.cores}
+    free = [xy for xy in chip.neuron_cores() if xy not in used]
+
+    # placement of the graph nodes
+    if nodes_per_core is None:
+        nodes_per_core = default_nodes_per_core(model, quantized, chip)
+    if isinstance(nodes_per_core, bool) or not isinstance(nodes_per_core, (int, np.integer)) or nodes_per_core < 1:
+        raise ValueError(f"nodes_per_core must be a positive integer, got {nodes_per_core!r}")
+    order = node_order(model, quantized)
+    groups = [order[i:i + nodes_per_core] for i in range(0, n, nodes_per_core)]
+    if len(groups) > len(free):
+        raise CapacityError(
+            f"cores: the {n} graph nodes need {len(groups)} node cores at {nodes_per_core} nodes per core, and "
+            f"{len(free)} of the chip's {chip.n_neuron_cores} cores are free"
+            + (f" ({len(base.cores)} hold the base network)" if base.cores else "")
+            + "; use a larger chip or more nodes per core")
+    cores = node_core_images(model, tables, groups, free[:len(groups)], chip)
+    for core in cores:
+        if core.table_words > chip.synapse_words:
+            raise CapacityError(f"table memory: node core ({core.x}, {core.y}) needs {core.table_words} table "
+                                f"words for its {core.config['n_nodes']} nodes; a core holds {chip.synapse_words}; "
+                                "use fewer nodes per core")
+    ves = VesicleProgram(model, params, quantized, report, cores, ports, source)
+    return ChipProgram(chip, base.cores, base.populations, base.projections, quantization=base.quantization,
+                       network=network, extra=dict(base.extra), vesicles=ves)
