@@ -9,7 +9,7 @@ nodes are numbered 0..n-1 in substrate order, node cores 0..C-1 in placement
 order.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 
 cdef struct Tables:
@@ -48,7 +48,8 @@ cdef struct Mailboxes:
     # ---- generator keys of this run: mix(mix(seed) ^ domain)
     uint64_t emission_key
     uint64_t vesicle_key
-    # ---- one tick's events (capacity C * mailbox_words each)
+    # ---- the event log of the run, appended to tick by tick (Python grows the arrays between ticks so
+    #      that C * mailbox_words more events of each kind always fit)
     int64_t n_births
     int32_t* b_type
     int32_t* b_node
@@ -56,7 +57,7 @@ cdef struct Mailboxes:
     int64_t* s_vid
     int32_t* s_from
     int32_t* s_to
-    int32_t* s_docked
+    uint8_t* s_docked
     int64_t n_deaths
     int64_t* d_vid
     int32_t* d_cause            # 1 sink, 2 depleted, 3 absorbed, 4 expired

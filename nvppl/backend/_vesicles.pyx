@@ -9,7 +9,7 @@ depend on placement; the cores only decide which moves are packets and how
 many hops they take.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 import numpy as np
 
@@ -22,6 +22,9 @@ cdef enum:
     C_DOCKS = 5
     C_DRAWS = 6
     N_COUNTERS = 7
+
+LOG = (("b_type", np.int32), ("b_node", np.int32), ("s_vid", np.int64), ("s_from", np.int32),
+       ("s_to", np.int32), ("s_docked", np.uint8), ("d_vid", np.int64), ("d_cause", np.int32))
 
 COUNTERS = ("births", "steps", "packets", "flits", "hops", "docks", "draws")
 CAUSES = ("censored", "sink", "depleted", "absorbed", "expired")
@@ -74,9 +77,8 @@ cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noex
     if S.next_id + m > T.max_id:
         err[0] = S.next_id + m
         return -E_IDS
-    S.n_births = m
     w = S.n_live
-    j = 0
+    j = S.n_births
     for unit in range(n * K):
         for c in range(S.born[unit]):
             S.vid[w] = S.next_id
@@ -88,14 +90,13 @@ cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noex
             S.b_node[j] = S.node[w]
             w += 1
             j += 1
+    S.n_births = j
     total = w
     cnt[C_BIRTHS] += m
 
     # 2.-5. every resident vesicle: migrate, dock, be absorbed, decay
     for c in range(T.n_cores):
         S.occupancy[c] = 0
-    S.n_steps = 0
-    S.n_deaths = 0
     w = 0
     for i in range(total):
         kappa = S.vtype[i]
@@ -134,7 +135,7 @@ cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noex
         S.s_vid[j] = S.vid[i]
         S.s_from[j] = <int32_t>l
         S.s_to[j] = <int32_t>to
-        S.s_docked[j] = docked
+        S.s_docked[j] = <uint8_t>docked
         S.n_steps += 1
         cnt[C_STEPS] += 1
         if T.node_core[to] != T.node_core[l]:
@@ -171,6 +172,8 @@ cdef class Engine:
     cdef Mailboxes S
     cdef dict _keep
     cdef readonly object counters
+    cdef readonly dict log
+    cdef int64_t cap
 
     def __init__(self, dict arrays, dict sizes):
         cdef int64_t K, n, M, C, cap
@@ -195,22 +198,34 @@ cdef class Engine:
         self.T.node_core = self._p32(self._arr(arrays, "node_core", np.int32))
         self.T.hops = self._p32(self._arr(arrays, "hops", np.int32))
         cap = C * self.T.mailbox_words
+        self.cap = max(cap, 1)
         for name, dt, size in (("vid", np.int64, cap), ("vtype", np.int32, cap), ("node", np.int32, cap),
                                ("left", np.int32, cap), ("occupancy", np.int64, C), ("born", np.int64, n * K),
-                               ("b_type", np.int32, cap), ("b_node", np.int32, cap), ("s_vid", np.int64, cap),
-                               ("s_from", np.int32, cap), ("s_to", np.int32, cap), ("s_docked", np.int32, cap),
-                               ("d_vid", np.int64, cap), ("d_cause", np.int32, cap),
                                ("counters", np.int64, N_COUNTERS)):
             self._keep[name] = np.zeros(max(size, 1), dtype=dt)
         k = self._keep
-        self.S.vid, self.S.s_vid, self.S.d_vid = self._p64(k["vid"]), self._p64(k["s_vid"]), self._p64(k["d_vid"])
+        self.S.vid = self._p64(k["vid"])
         self.S.occupancy, self.S.born = self._p64(k["occupancy"]), self._p64(k["born"])
         self.S.counters = self._p64(k["counters"])
         self.S.vtype, self.S.node, self.S.left = self._p32(k["vtype"]), self._p32(k["node"]), self._p32(k["left"])
-        self.S.b_type, self.S.b_node = self._p32(k["b_type"]), self._p32(k["b_node"])
-        self.S.s_from, self.S.s_to = self._p32(k["s_from"]), self._p32(k["s_to"])
-        self.S.s_docked, self.S.d_cause = self._p32(k["s_docked"]), self._p32(k["d_cause"])
         self.counters = k["counters"]
+        self.log = {}
+        self._grow(4 * self.cap)
+
+    def _grow(self, size):
+        """Make room for ``size`` events of each kind in the log (keeping those logged)."""
+        for name, dt in LOG:
+            old = self.log.get(name)
+            new = np.zeros(size, dtype=dt)
+            if old is not None:
+                new[:len(old)] = old
+            self.log[name] = new
+        g = self.log
+        self.S.b_type, self.S.b_node = self._p32(g["b_type"]), self._p32(g["b_node"])
+        self.S.s_vid, self.S.d_vid = self._p64(g["s_vid"]), self._p64(g["d_vid"])
+        self.S.s_from, self.S.s_to, self.S.d_cause = self._p32(g["s_from"]), self._p32(g["s_to"]), self._p32(g["d_cause"])
+        cdef uint8_t[::1] dk = g["s_docked"]
+        self.S.s_docked = &dk[0]
 
     def _arr(self, arrays, name, dt):
         a = np.array(arrays[name], dtype=dt, order="C", copy=True)
@@ -226,31 +241,32 @@ cdef class Engine:
         return &v[0]
 
     def start(self, uint64_t emission_key, uint64_t vesicle_key):
-        """Empty the mailboxes for a new run with the given generator keys (mix(mix(seed) ^ domain))."""
+        """Empty the mailboxes and the log for a new run with the given generator keys (mix(mix(seed) ^ domain))."""
         self.S.n_live = 0
         self.S.next_id = 0
+        self.S.n_births = self.S.n_steps = self.S.n_deaths = 0
         self.S.emission_key = emission_key
         self.S.vesicle_key = vesicle_key
         self._keep["occupancy"][:] = 0
 
     def tick(self, int64_t t):
-        """Advance one tick; returns (births, steps, deaths) as tuples of arrays, or ("error", code, where).
+        """Advance one tick, appending its events to the log.
 
-        births: (type, node) of the vesicles born, their ids consecutive from the
-        previous ``next_id``; steps: (vesicle, node_from, node_to, docked);
-        deaths: (vesicle, cause code).
+        Returns the numbers of births, steps and deaths logged so far in the run,
+        or ("error", code, where). Births are logged as (type, node), their ids
+        consecutive from 0; steps as (vesicle, node_from, node_to, docked);
+        deaths as (vesicle, cause code).
         """
-        cdef int64_t err = 0, first = self.S.next_id
+        cdef int64_t err = 0, room
         cdef int res
+        room = len(self.log["b_type"]) - max(self.S.n_births, self.S.n_steps, self.S.n_deaths)
+        if room < self.cap:
+            self._grow(2 * len(self.log["b_type"]) + self.cap)
         with nogil:
             res = tick_nogil(&self.T, &self.S, t, &err)
         if res < 0:
             return ("error", -res, int(err))
-        k = self._keep
-        nb, ns, nd = self.S.n_births, self.S.n_steps, self.S.n_deaths
-        return (first, k["b_type"][:nb].copy(), k["b_node"][:nb].copy(),
-                k["s_vid"][:ns].copy(), k["s_from"][:ns].copy(), k["s_to"][:ns].copy(),
-                k["s_docked"][:ns].astype(bool), k["d_vid"][:nd].copy(), k["d_cause"][:nd].copy())
+        return (self.S.n_births, self.S.n_steps, self.S.n_deaths)
 
     def live(self):
         """(ids, types, nodes, releases left) of the resident vesicles, in id order."""

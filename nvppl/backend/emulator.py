@@ -270,6 +270,8 @@ class EmulatorRun:
         """
         if self._traces is None:
             raise AttributeError("the program deploys no vesicle model, so the run has no vesicle traces")
+        if callable(self._traces):
+            self._traces = self._traces()
         return self._traces
 
     def raster(self, population: str) -> np.ndarray:
@@ -458,7 +460,7 @@ class Emulator:
                                    "neuron": np.zeros(0, np.int64)})
             link = np.zeros((chip.height, chip.width, 4), dtype=np.int64)
             return EmulatorRun(self, n_ticks, spikes, counters, energy, link, {}, {},
-                               traces=ves.traces(n_ticks, n_runs))
+                               traces=ves.traces_builder(n_ticks, n_runs))
         return self._run_network(n_ticks, seed, inputs, record, progress)
 
     def _run_network(self, n_ticks, seed, inputs, record, progress):
@@ -539,7 +541,7 @@ class Emulator:
             ves.finish(n_ticks)
             ports = np.concatenate(released) if released else np.zeros(0, np.int64)
             counters, energy = self._vesicle_counters(ves, n_ticks, 1, counters, energy, ports)
-            traces_out = ves.traces(n_ticks, 1)
+            traces_out = ves.traces_builder(n_ticks, 1)
         final = {"state": arrays["state"].reshape(L.N, -1), "traces": arrays["traces"].reshape(L.N, 3),
                  "weights": syn["weight"].astype(np.int64)}
         return EmulatorRun(self, n_ticks, spikes, counters, energy, load_, final, records, traces=traces_out)

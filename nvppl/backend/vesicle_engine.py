@@ -52,76 +52,85 @@ class VesicleRunner:
         ports = np.asarray(ves.ports, dtype=np.int64).reshape(-1, 2)
         self.port_of[ports[:, 0] * K + ports[:, 1]] = np.arange(len(ports))
         self.ports = ports
-        self.frames_v, self.frames_s = [], []
+        self.logs = []
         self.sink_deaths = 0
 
     def reset(self) -> None:
         """Forget earlier runs (tables, counters)."""
-        self.frames_v, self.frames_s = [], []
+        self.logs = []
         self.sink_deaths = 0
         self.engine.counters[:] = 0
 
     def start(self, run: int, seed: int) -> None:
         self.run = run
         self.engine.start(_key(seed, EMISSION_DOMAIN + run), _key(seed, VESICLE_DOMAIN + run))
-        self.type_of = np.zeros(1024, dtype=np.int64)
-        self.births, self.steps, self.deaths = [], [], []
+        self.marks = [(0, 0, 0)]   # events logged after each tick
 
     def tick(self, t: int) -> np.ndarray:
         """Advance the node cores by one tick; the release ports hit by this tick's docks."""
         res = self.engine.tick(t)
         if res[0] == "error":
             self._raise(res, t)
-        first, b_type, b_node, s_vid, s_from, s_to, s_dock, d_vid, d_cause = res
-        if len(b_type):
-            end = first + len(b_type)
-            if end > len(self.type_of):
-                self.type_of = np.concatenate([self.type_of, np.zeros(max(end, 2 * len(self.type_of)), np.int64)])
-            self.type_of[first:end] = b_type
-            self.births.append((first, t, b_type, b_node))
-        if len(s_vid):
-            self.steps.append((t, s_vid, s_from, s_to, s_dock))
-        if len(d_vid):
-            self.deaths.append((t, d_vid, d_cause))
-        if not len(self.ports) or not s_dock.any():
+        s0 = self.marks[-1][1]
+        self.marks.append(res)
+        if not len(self.ports):
             return np.zeros(0, np.int64)
-        v = s_vid[s_dock]
-        p = self.port_of[s_to[s_dock].astype(np.int64) * self.model.n_types + self.type_of[v]]
+        log = self.engine.log
+        dock = log["s_docked"][s0:res[1]].view(bool)
+        if not dock.any():
+            return np.zeros(0, np.int64)
+        v = log["s_vid"][s0:res[1]][dock]
+        p = self.port_of[log["s_to"][s0:res[1]][dock].astype(np.int64) * self.model.n_types + log["b_type"][v]]
         return np.sort(p[p >= 0])
 
     def finish(self, n_ticks: int) -> None:
-        """Close the run: censor the vesicles still resident, keep the run's tables."""
+        """Close the run: keep its log (the vesicles still resident are censored at the last tick)."""
+        log = self.engine.log
+        marks = np.asarray(self.marks, dtype=np.int64)
+        nb, ns, nd = marks[-1]
+        kept = {name: log[name][:count].copy() for name, count in (
+            ("b_type", nb), ("b_node", nb), ("s_vid", ns), ("s_from", ns), ("s_to", ns), ("s_docked", ns),
+            ("d_vid", nd), ("d_cause", nd))}
+        self.sink_deaths += int((kept["d_cause"] == 1).sum())
+        self.logs.append((self.run, n_ticks, np.diff(marks, axis=0), kept, self.engine.live()[0]))
+
+    @staticmethod
+    def _frames(run, n_ticks, per_tick, log, live):
         from . import _vesicles
 
-        run = self.run
-        if self.births:
-            first = np.concatenate([f + np.arange(len(b)) for f, _, b, _ in self.births])
-            self.frames_v.append(pd.DataFrame({
-                "run": run, "vesicle": first,
-                "type": np.concatenate([b for _, _, b, _ in self.births]).astype(np.int64),
-                "birth_step": np.concatenate([np.full(len(b), t) for _, t, b, _ in self.births]),
-                "birth_node": np.concatenate([nd for _, _, _, nd in self.births]).astype(np.int64)}))
-        if self.steps:
-            self.frames_s.append(pd.DataFrame({
-                "run": run, "vesicle": np.concatenate([s[1] for s in self.steps]),
-                "step": np.concatenate([np.full(len(s[1]), s[0]) for s in self.steps]),
-                "node_from": np.concatenate([s[2] for s in self.steps]).astype(np.int64),
-                "node_to": np.concatenate([s[3] for s in self.steps]).astype(np.int64),
-                "docked": np.concatenate([s[4] for s in self.steps])}))
-        causes = np.array(_vesicles.CAUSES, dtype=object)
-        live = self.engine.live()[0]
-        d_t = [np.full(len(d), t) for t, d, _ in self.deaths] + [np.full(len(live), n_ticks - 1)]
-        d_v = [d for _, d, _ in self.deaths] + [live]
-        d_c = [c for _, _, c in self.deaths] + [np.zeros(len(live), np.int32)]
-        cause = np.concatenate(d_c)
-        self.sink_deaths += int((cause == 1).sum())
+        ticks = np.arange(len(per_tick))
+        vesicles, steps = [], None
+        if len(log["b_type"]):
+            vesicles.append(pd.DataFrame({
+                "run": run, "vesicle": np.arange(len(log["b_type"])), "type": log["b_type"].astype(np.int64),
+                "birth_step": np.repeat(ticks, per_tick[:, 0]), "birth_node": log["b_node"].astype(np.int64)}))
+        if len(log["s_vid"]):
+            steps = pd.DataFrame({
+                "run": run, "vesicle": log["s_vid"], "step": np.repeat(ticks, per_tick[:, 1]),
+                "node_from": log["s_from"].astype(np.int64), "node_to": log["s_to"].astype(np.int64),
+                "docked": log["s_docked"].astype(bool)})
+        cause = np.concatenate([log["d_cause"], np.zeros(len(live), np.int32)])
         if len(cause):
-            self.frames_v.append(pd.DataFrame({"run": run, "vesicle": np.concatenate(d_v),
-                                               "death_step": np.concatenate(d_t), "death_cause": causes[cause]}))
+            vesicles.append(pd.DataFrame({
+                "run": run, "vesicle": np.concatenate([log["d_vid"], live]),
+                "death_step": np.concatenate([np.repeat(ticks, per_tick[:, 2]), np.full(len(live), n_ticks - 1)]),
+                "death_cause": np.array(_vesicles.CAUSES, dtype=object)[cause]}))
+        return vesicles, steps
 
-    def traces(self, n_ticks: int, n_runs: int):
-        labels = np.asarray(self.model.substrate.labels, dtype=object)
-        return _traces(self.model, self.frames_v, self.frames_s, n_ticks, n_runs, self.tables.budget, labels)
+    def traces_builder(self, n_ticks: int, n_runs: int):
+        """A function that builds the Traces of the runs so far (on first use: it validates every row)."""
+        model, logs, budget = self.model, list(self.logs), self.tables.budget
+
+        def build():
+            frames_v, frames_s = [], []
+            for entry in logs:
+                v, s = VesicleRunner._frames(*entry)
+                frames_v += v
+                if s is not None:
+                    frames_s.append(s)
+            labels = np.asarray(model.substrate.labels, dtype=object)
+            return _traces(model, frames_v, frames_s, n_ticks, n_runs, budget, labels)
+        return build
 
     def counters(self, n_ticks: int, n_runs: int) -> dict:
         from . import _vesicles
