@@ -1,9 +1,11 @@
 """The Darwin3-like neuromorphic backend: chip, ISA, network-on-chip, emulator.
 
 The machine is defined in ``docs/guide/emulator.rst``. A spiking
-:class:`Network` is compiled for a :class:`ChipConfig` into a
-:class:`ChipProgram` (a plain-text per-core configuration image), which the
-event-driven :class:`Emulator` runs.
+:class:`Network`, or a fitted vesicle model (with an optional base network),
+is compiled for a :class:`ChipConfig` into a :class:`ChipProgram` (a
+plain-text per-core configuration image), which the event-driven
+:class:`Emulator` runs; a vesicle deployment's runs come back as
+:class:`~nvppl.Traces`.
 
 Examples
 --------
@@ -26,8 +28,10 @@ from .emulator import Emulator, EmulatorRun
 from .image import ChipProgram, CoreImage, ImageError, read_image
 from .network import LIF, STDP, Network, Population, Projection, ThreeFactor
 from .nirio import from_nir, to_nir
+from .vesicles import DeploymentError
 
 __all__ = [
     "ChipConfig", "compile", "Emulator", "EmulatorRun", "ChipProgram", "CoreImage", "ImageError", "read_image",
     "Network", "Population", "Projection", "LIF", "STDP", "ThreeFactor", "to_nir", "from_nir",
+    "DeploymentError",
 ]
