@@ -421,13 +421,15 @@ def _parse_node_core(path, x, y):
 
 
 def _params_to_plain(params) -> dict:
-    return {k: np.asarray(v, dtype=float).tolist() for k, v in params.to_numpy().to_dict().items()}
+    """Each field as {shape, values (flat)}: floats print in full precision, so reading back is exact."""
+    return {k: {"shape": list(np.shape(v)), "values": np.asarray(v, dtype=float).reshape(-1).tolist()}
+            for k, v in params.to_numpy().to_dict().items()}
 
 
 def _params_from_plain(d) -> "object":
     from ..params import Params
 
-    return Params(**{k: np.asarray(v, dtype=float) for k, v in d.items()})
+    return Params(**{k: np.asarray(v["values"], dtype=float).reshape(v["shape"]) for k, v in d.items()})
 
 
 def _read_vesicles(directory, v, path):
