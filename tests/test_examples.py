@@ -18,6 +18,8 @@ TINY = {
                                 "--particles", "64"],
     "density_inference.py": ["--steps", "10", "--svi-steps", "50", "--draws", "30", "--particles", "64"],
     "emulator_three_factor.py": ["--ticks", "40", "--neurons", "4", "--image", "image"],
+    "vesicle_modulated_learning.py": ["--ticks", "40", "--nodes", "5", "--neurons-per-node", "2", "--image", "image",
+                                      "--plot", "comb.png"],
 }
 
 

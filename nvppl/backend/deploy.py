@@ -21,7 +21,9 @@ its table memory (``docs/guide/emulator.rst``, "Vesicles on the chip"):
 With a spiking base network attached, each (node, type) that releases onto
 neurons gets a *release port*: a relay of the input population
 ``"vesicle_release"`` whose reward projection reaches the node's neurons with
-the amplitude A_mod = α_κ of the type (eq. 57–58, 60).
+the amplitude A_mod = α_κ of the type (eq. 57–58, 60). A port is a relay
+neuron, so it fires at most once per tick: several vesicles of one type docking
+at a node in the same tick release α_κ once.
 """
 
 from __future__ import annotations
@@ -324,10 +326,14 @@ def _release_network(network, model, release, amplitude):
         raise TypeError(f"network must be an nvppl.backend.Network, got {type(network).__name__}")
     K = model.n_types
     if amplitude is None:
-        raise ValueError("release_amplitude (A_mod = α_κ per type, integers −128..127) is needed with release=")
+        raise ValueError("release_amplitude (A_mod = α_κ per type, integers 0..127) is needed with release=")
     amp = np.asarray(amplitude)
-    if amp.shape != (K,) or not np.all(amp == np.round(amp)) or np.any(np.abs(amp) > 128) or np.any(amp == 128):
-        raise ValueError(f"release_amplitude must hold {K} integers in −128..127 (one per type), got {amplitude!r}")
+    if amp.shape != (K,) or not np.all(amp == np.round(amp)) or np.any(amp > 127):
+        raise ValueError(f"release_amplitude must hold {K} integers in 0..127 (one per type), got {amplitude!r}")
+    if np.any(amp < 0):
+        k = int(np.flatnonzero(amp < 0)[0])
+        raise ValueError(f"release_amplitude[{k}] = {amp[k]}: the reward trace is unsigned on the chip, so a "
+                         "negative α_κ cannot be deployed (it would be clamped to no release at all)")
     net = copy.deepcopy(network)
     if any(p.name == RELEASE_POPULATION for p in net.populations):
         raise ValueError(f"the network already has a population named {RELEASE_POPULATION!r}")
@@ -347,9 +353,17 @@ def _release_network(network, model, release, amplitude):
         if pops[name].kind == "input":
             raise ValueError(f"release[{label!r}]: population {name!r} is an input population; release reaches "
                              "LIF neurons")
-        idx = np.unique(np.asarray(idx, dtype=np.int64).reshape(-1))
-        if idx.size == 0 or idx.min() < 0 or idx.max() >= pops[name].size:
-            raise ValueError(f"release[{label!r}]: neuron indices must lie in 0..{pops[name].size - 1}")
+        raw = np.asarray(list(idx) if isinstance(idx, range) else idx).reshape(-1)
+        if raw.size == 0:
+            raise ValueError(f"release[{label!r}]: no neuron indices given; they must lie in 0..{pops[name].size - 1}")
+        if raw.dtype == bool or not np.issubdtype(raw.dtype, np.integer):
+            raise ValueError(f"release[{label!r}]: neuron indices must be integers (not a mask or floats), got "
+                             f"dtype {raw.dtype}")
+        bad = (raw < 0) | (raw >= pops[name].size)
+        if bad.any():
+            raise ValueError(f"release[{label!r}]: index {int(raw[bad][0])}; neuron indices of population {name!r} must lie in "
+                             f"0..{pops[name].size - 1}")
+        idx = np.unique(raw.astype(np.int64))
         targets.append((node, name, idx))
     ports = [(node, k) for node, _, _ in targets for k in range(K) if amp[k] != 0]
     if not ports:

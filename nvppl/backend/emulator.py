@@ -498,7 +498,7 @@ class Emulator:
                 ports = ves.tick(t)
                 if len(ports) and port_axon is not None:
                     released.append(ports)
-                    ext = np.sort(np.concatenate([ext, port_axon[ports]]))
+                    ext = np.sort(np.concatenate([ext, port_axon[np.unique(ports)]]))
             res = m.tick(t, ext, learn)
             if isinstance(res, tuple):
                 self._raise(res, t)
@@ -539,19 +539,22 @@ class Emulator:
         traces_out = None
         if ves is not None:
             ves.finish(n_ticks)
-            ports = np.concatenate(released) if released else np.zeros(0, np.int64)
-            counters, energy = self._vesicle_counters(ves, n_ticks, 1, counters, energy, ports)
+            docks = np.concatenate(released) if released else np.zeros(0, np.int64)
+            fires = np.concatenate([np.unique(p) for p in released]) if released else np.zeros(0, np.int64)
+            counters, energy = self._vesicle_counters(ves, n_ticks, 1, counters, energy, docks, fires)
             traces_out = ves.traces_builder(n_ticks, 1)
         final = {"state": arrays["state"].reshape(L.N, -1), "traces": arrays["traces"].reshape(L.N, 3),
                  "weights": syn["weight"].astype(np.int64)}
         return EmulatorRun(self, n_ticks, spikes, counters, energy, load_, final, records, traces=traces_out)
 
-    def _vesicle_counters(self, ves, n_ticks, n_runs, spike, spike_energy=None, ports=None):
+    def _vesicle_counters(self, ves, n_ticks, n_runs, spike, spike_energy=None, ports=None, fires=None):
         """Counters split into vesicle traffic (``vesicle_*``) and spike traffic (``spike_*``), and totals.
 
         Vesicle traffic: the WRITE packets of migrations between node cores, the
-        release packet from a node core to its release port for every dock there,
-        and the reward spikes the ports send (with their synaptic operations).
+        release packet from a node core to its release port for every dock there
+        (``ports``: the port of each dock), and the reward spikes the ports send
+        when they fire (``fires``: at most once per port and tick), with their
+        synaptic operations.
         Spike traffic: everything else the neurons send. ``packets``, ``flits``,
         ``hops`` and ``energy_pj`` are the totals of both.
         """
@@ -561,13 +564,14 @@ class Emulator:
         write = dict(packets=0, flits=0, hops=0)                  # node core -> port
         if ports is not None and len(ports):
             L = self.layout
-            relay = L.neuron_index(self.prog.population_index(self._release_name))[ports]
+            relays = L.neuron_index(self.prog.population_index(self._release_name))
+            relay = relays[ports]
             src = ves.tiles[ves.node_core[ves.ports[ports, 0]]]
             dst_id = L.core_id[L.ncore[relay]]
             write = dict(packets=len(ports), flits=len(ports) * noc.flits_per_packet(noc.PacketClass.SPIKE),
                          hops=int(np.abs(src[:, 0] - dst_id % chip.width).sum()
                                   + np.abs(src[:, 1] - dst_id // chip.width).sum()))
-            u, c = np.unique(relay, return_counts=True)
+            u, c = np.unique(relays[fires], return_counts=True)
             for g, times in zip(u, c):
                 e = L.out[L.out_ptr[g]:L.out_ptr[g + 1]]
                 fan["packets"] += times * len(e)
