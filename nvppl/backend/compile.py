@@ -44,7 +44,8 @@ def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None, networ
         spike (eq. 57). Needs ``network`` and ``release_amplitude``.
     release_amplitude : sequence of int, optional
         A_mod = α_κ per type (eq. 58, 60): the reward-trace increment of a
-        docking vesicle of type κ, −128..127.
+        docking vesicle of type κ, 0..127 (0: the type releases nothing). A
+        node's port fires at most once per tick and type.
     nodes_per_core : int, optional
         Graph nodes per node core (default: as many as leave a core's mailbox
         room for 8× their expected vesicles).
