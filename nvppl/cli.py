@@ -1,4 +1,4 @@
-"""Command-line interface: ``nvppl simulate``, ``nvppl fit`` and ``nvppl summary``.
+"""Command-line interface: ``nvppl simulate``, ``fit``, ``summary``, ``deploy`` and ``emulate``.
 
 Every command reads files and writes files:
 
@@ -6,7 +6,17 @@ Every command reads files and writes files:
   (DESIGN §1.3) from the model in the spec file and writes them to NetCDF;
 * ``nvppl fit traces.nc --graph G --spec S -o fit.nc`` fits the model to the
   traces with NUTS and writes the fit (an ArviZ InferenceData) to NetCDF;
-* ``nvppl summary fit.nc`` prints the posterior summary of a saved fit.
+* ``nvppl summary fit.nc`` prints the posterior summary of a saved fit;
+* ``nvppl deploy fit.nc --chip chip.yaml -o image/`` compiles the fitted model
+  for the Darwin3-like chip (:func:`nvppl.backend.compile`) and writes its
+  configuration image, reporting the resources and the quantisation error;
+* ``nvppl emulate image/ --ticks 200 -o traces.nc`` runs an image on the
+  emulator (:class:`nvppl.backend.Emulator`), writes the vesicle traces and
+  reports the traffic and energy.
+
+The chip file of ``deploy`` is YAML holding :class:`~nvppl.backend.ChipConfig`
+fields (as :meth:`ChipConfig.to_yaml <nvppl.backend.ChipConfig.to_yaml>`
+writes them); fields it does not give keep their defaults.
 
 The graph file is GraphML (``.graphml``) or a whitespace-separated edge list
 (any other name). The spec file is YAML (``.yaml``/``.yml``) or JSON (``.json``)
@@ -15,8 +25,9 @@ with the sections ``model`` (the dict of :meth:`VesicleModel.from_spec
 ``covariates``) and ``params`` (values of :class:`~nvppl.params.Params`
 fields used by ``simulate``).
 
-Errors in the input (a missing file, a bad spec, invalid traces) are reported
-as one line ``nvppl: error: ...`` on standard error with exit status 2.
+Errors in the input (a missing file, a bad spec, invalid traces, a model the
+chip cannot run) are reported as one line ``nvppl: error: ...`` on standard
+error with exit status 2.
 
 Examples
 --------
@@ -25,6 +36,8 @@ From a shell (``examples/cli`` holds a graph and a spec)::
     nvppl simulate --graph ring.edgelist --spec spec.yaml -o traces.nc --steps 100 --runs 2
     nvppl fit traces.nc --graph ring.edgelist --spec spec.yaml -o fit.nc --plots plots/
     nvppl summary fit.nc
+    nvppl deploy fit.nc -o image/ --nodes-per-core 4
+    nvppl emulate image/ --ticks 200 --runs 2 -o chip_traces.nc
 
 From Python, :func:`main` takes the arguments and returns the exit status:
 
@@ -79,6 +92,17 @@ per line, '#' starts a comment). Node labels that all look like integers are
 read as integers."""
 
 
+_CHIP_HELP = """\
+chip file (YAML): ChipConfig fields; fields not given keep their defaults
+  width: 24                  # mesh size in tiles (default 24 x 24)
+  height: 24
+  mailbox_words: 1024        # vesicle slots of a node core
+  synapse_words: 262144      # table memory of a core (48-bit words)
+  seed: 0                    # seed of the on-chip random generators
+  pj_per_hop: 3.5            # energy costs per event, in pJ
+Write every field with nvppl.backend.ChipConfig().to_yaml('chip.yaml')."""
+
+
 class CLIError(Exception):
     """An error in the command-line input, reported as ``nvppl: error: <message>``."""
 
@@ -124,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        A parser with the subcommands ``simulate``, ``fit`` and ``summary``;
+        A parser with the subcommands ``simulate``, ``fit``, ``summary``,
+        ``deploy`` and ``emulate``;
         each parsed namespace has a ``func`` attribute that runs the command.
     """
     from . import __version__
@@ -132,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nvppl",
         description=_para("Neuro-Vesicle models on graphs: simulate traces, fit models with NUTS, "
-                          "summarise fits. Files in, files out."),
+                          "summarise fits, deploy fits on the Darwin3-like chip and run them on its "
+                          "emulator. Files in, files out."),
         epilog="Run 'nvppl COMMAND --help' for the options of a command.\n\n" + _SPEC_HELP,
         formatter_class=_Formatter,
     )
@@ -216,7 +242,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit", metavar="FIT", help="NetCDF fit written by 'nvppl fit'")
     _plots_arg(p)
     p.set_defaults(func=_cmd_summary)
+
+    # -------------------------------------------------------------- deploy
+    p = sub.add_parser(
+        "deploy", formatter_class=_Formatter,
+        help="compile a fit for the chip and write its configuration image",
+        description=_para("Load FIT (written by 'nvppl fit' or Fit.to_netcdf), quantise the fitted "
+                          "model for the Darwin3-like chip (nvppl.backend.compile), place its graph "
+                          "nodes on node cores and write the configuration image (manifest.yaml and one "
+                          "core_X_Y.txt per core) into IMAGE_DIR. Deploys the posterior mean unless "
+                          "--draw or --draws picks posterior draws. Prints the resources used, the "
+                          "quantisation error per kernel and the mean tile hops of a migration step. A "
+                          "model feature without a chip mapping, or a program too large for the chip, "
+                          "is an error and nothing is written."),
+        epilog=_CHIP_HELP,
+    )
+    p.add_argument("fit", metavar="FIT", help="NetCDF fit written by 'nvppl fit'")
+    p.add_argument("--chip", metavar="CHIP", default=None,
+                   help="chip file (YAML with ChipConfig fields; default: ChipConfig())")
+    p.add_argument("-o", "--output", required=True, metavar="IMAGE_DIR",
+                   help="directory to write the image to (created if needed); with --draws, one "
+                        "subdirectory draw_N per draw")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--draw", type=_int_arg(0), default=None, metavar="N",
+                       help="deploy posterior draw N, counted over chains x draws (default: the "
+                            "posterior mean)")
+    which.add_argument("--draws", type=_int_list, default=None, metavar="N1,N2,...",
+                       help="deploy several posterior draws, one image per draw in IMAGE_DIR/draw_N")
+    p.add_argument("--nodes-per-core", type=_int_arg(1), default=None, metavar="N",
+                   help="graph nodes per node core (default: as many as leave each core's mailbox room "
+                        "for 8x their expected vesicles)")
+    p.set_defaults(func=_cmd_deploy)
+
+    # ------------------------------------------------------------- emulate
+    p = sub.add_parser(
+        "emulate", formatter_class=_Formatter,
+        help="run a chip image on the emulator and write the vesicle traces to NetCDF",
+        description=_para("Read the configuration image in IMAGE_DIR (written by 'nvppl deploy' or "
+                          "ChipProgram.write), run it for N ticks on the event-driven emulator "
+                          "(nvppl.backend.Emulator), write the vesicle traces to NetCDF and print the "
+                          "vesicle and spike traffic, the energy estimate and the resources of the "
+                          "program. The image must deploy a vesicle model. Read the traces with "
+                          "Traces.from_netcdf(path, substrate) on the model's substrate."),
+    )
+    p.add_argument("image", metavar="IMAGE_DIR", help="image directory written by 'nvppl deploy'")
+    p.add_argument("--ticks", type=_int_arg(1), required=True, metavar="N",
+                   help="ticks per run (one tick is one step of the vesicle process)")
+    p.add_argument("-o", "--output", required=True, metavar="TRACES",
+                   help="NetCDF file to write the vesicle traces to (e.g. chip_traces.nc)")
+    p.add_argument("--runs", type=_int_arg(1), default=1, metavar="N",
+                   help="independent runs (default: 1); more than one only for an image without a "
+                        "base network of neurons")
+    p.add_argument("--seed", type=_int_arg(0), default=None, metavar="N",
+                   help="seed of the on-chip random generators (default: the chip's seed in the "
+                        "image); the same seed gives the same run")
+    p.set_defaults(func=_cmd_emulate)
     return parser
+
+
+def _int_list(text: str) -> list:
+    """``--draws``: comma-separated non-negative integers, none repeated."""
+    parse = _int_arg(0)
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 3,7, got {text!r}")
+    values = [parse(t) for t in items]
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"draw {repeated[0]} is listed twice")
+    return values
 
 
 def _plots_arg(p):
@@ -669,21 +763,183 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    from .infer import load_fit
-
     src = _input_file(args.fit, "fit")
     plots = _plot_dir(args.plots) if args.plots else None
-    try:
-        fit = load_fit(src)
-    except ValueError as exc:
-        raise CLIError(_prefixed(src, "", _text(exc))) from None
-    except OSError as exc:
-        raise CLIError(f"{src}: cannot read the fit (not a NetCDF file?): {_text(exc)}") from None
+    src, fit = _read_fit(src)
     print(f"fit: {src}")
     _print_fit(fit)
     if plots is not None:
         _report_plots(write_plots(fit, plots))
     return 0
+
+
+def _cmd_deploy(args) -> int:
+    from .backend import ChipConfig, DeploymentError, compile
+    from .errors import CapacityError
+
+    src, fit = _read_fit(args.fit)
+    chip = _read_chip(args.chip) if args.chip is not None else ChipConfig()
+    out = _output_dir(args.output, "image directory")
+    draw = args.draws if args.draws is not None else args.draw
+    try:
+        result = compile(fit.model, fit, chip=chip, nodes_per_core=args.nodes_per_core, draw=draw)
+    except DeploymentError as exc:
+        raise CLIError(f"cannot deploy the model of {src} on the chip: {_text(exc)}; nothing was written") from None
+    except CapacityError as exc:
+        raise CLIError(f"the model of {src} does not fit the chip: {_text(exc)}; nothing was written") from None
+    except IndexError as exc:  # a draw outside the posterior
+        option = "--draws" if args.draws is not None else "--draw"
+        raise CLIError(f"{option}: {_text(exc)}; nothing was written") from None
+    except ValueError as exc:
+        raise CLIError(f"cannot deploy {src}: {_text(exc)}; nothing was written") from None
+    if args.draws is not None:
+        images = [(out / f"draw_{d}", prog) for d, prog in zip(args.draws, result)]
+    else:
+        images = [(out, result)]
+    for directory, prog in images:
+        try:
+            prog.write(directory)
+        except OSError as exc:
+            raise CLIError(f"cannot write the image {str(directory)!r}: {exc.strerror or _text(exc)}") from None
+    for k, (directory, prog) in enumerate(images):
+        if k:
+            print()
+        ves = prog.vesicles
+        res = prog.resources
+        print(f"wrote {directory}: {ves.source}; {res['graph_nodes']} graph nodes on {res['node_cores']} node "
+              f"core(s) of a {chip.width} x {chip.height} chip")
+        _print_resources(res)
+        print(f"expected tile hops per migration step: {ves.expected_hops(prog.chip):.4g}")
+        print("quantisation error per kernel:")
+        print(prog.quantization_report.to_string(index=False))
+    return 0
+
+
+def _cmd_emulate(args) -> int:
+    import yaml
+
+    from .backend import Emulator, read_image
+    from .errors import CapacityError
+
+    src = _read_image_dir(args.image)
+    out = _output_file(args.output, "output")
+    try:
+        prog = read_image(src)
+    except yaml.YAMLError as exc:
+        raise CLIError(f"{src / 'manifest.yaml'}: invalid YAML: {_yaml_problem(exc)}") from None
+    except KeyError as exc:
+        raise CLIError(f"{src / 'manifest.yaml'}: invalid chip image: no {_text(exc)!r} entry") from None
+    except (ValueError, TypeError) as exc:  # ImageError is a ValueError
+        raise CLIError(_prefixed(src, "invalid chip image: ", _text(exc))) from None
+    except OSError as exc:
+        raise CLIError(f"{src}: cannot read the chip image: {exc.strerror or _text(exc)}"
+                       + (f" ({exc.filename})" if exc.filename else "")) from None
+    if prog.vesicles is None:
+        raise CLIError(f"{src}: the image deploys no vesicle model (it holds a spiking network only); "
+                       "'nvppl emulate' runs the images of fitted models written by 'nvppl deploy'")
+    if args.runs > 1 and prog.cores:
+        raise CLIError(f"--runs {args.runs}: the image holds a base network of neurons on {len(prog.cores)} "
+                       "core(s), which runs once per call; use --runs 1")
+    try:
+        run = Emulator(prog).run(args.ticks, key=args.seed, n_runs=args.runs)
+        traces = run.traces
+    except CapacityError as exc:
+        raise CLIError(f"{_text(exc)}; nothing was written") from None
+    except ValueError as exc:
+        raise CLIError(f"cannot run {src}: {_text(exc)}; nothing was written") from None
+    traces.to_netcdf(out)
+    c = run.counters
+    steps = int(c["vesicle_steps"])
+    print(f"wrote {out}: {args.runs} run(s) x {args.ticks} ticks on {prog.vesicles.model.n_nodes} nodes, "
+          f"{traces.n_vesicles} vesicles, {steps} vesicle-steps")
+    print("traffic:")
+    _print_rows([(name, int(c[name])) for name in
+                 ("vesicle_packets", "vesicle_hops", "vesicle_docks", "spike_packets", "spike_hops")])
+    print("energy (pJ):")
+    per_step = f"{c['vesicle_energy_pj'] / steps:.4g}" if steps > 0 else "n/a (no vesicle-steps)"
+    _print_rows([("energy_pj", f"{c['energy_pj']:.6g}"), ("vesicle_energy_pj", f"{c['vesicle_energy_pj']:.6g}"),
+                 ("spike_energy_pj", f"{c['spike_energy_pj']:.6g}"), ("per vesicle-step", per_step)])
+    _print_resources(prog.resources)
+    return 0
+
+
+def _read_fit(path):
+    """``(path, Fit)`` of a fit file; errors as :class:`CLIError`."""
+    from .infer import load_fit
+
+    src = _input_file(path, "fit")
+    try:
+        return src, load_fit(src)
+    except ValueError as exc:
+        raise CLIError(_prefixed(src, "", _text(exc))) from None
+    except OSError as exc:
+        raise CLIError(f"{src}: cannot read the fit (not a NetCDF file?): {_text(exc)}") from None
+
+
+def _read_chip(path):
+    """The :class:`~nvppl.backend.ChipConfig` of a chip file; errors as :class:`CLIError`."""
+    import yaml
+
+    from .backend import ChipConfig
+
+    src = _input_file(path, "chip")
+    try:
+        return ChipConfig.from_yaml(src)
+    except yaml.YAMLError as exc:
+        raise CLIError(f"{src}: invalid YAML: {_yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{src}: cannot read the chip file: {_text(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(_prefixed(src, "invalid chip file: ", _text(exc))) from None
+    except OSError as exc:
+        raise CLIError(f"{src}: cannot read the chip file: {exc.strerror or _text(exc)}") from None
+
+
+def _read_image_dir(path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"image directory {str(path)!r} does not exist")
+    if not p.is_dir():
+        raise CLIError(f"image {str(path)!r} is not a directory (give the directory 'nvppl deploy' wrote)")
+    if not (p / "manifest.yaml").is_file():
+        raise CLIError(f"{path}: not a chip image: the directory has no manifest.yaml "
+                       "(write an image with 'nvppl deploy')")
+    return p
+
+
+def _output_dir(path, what: str) -> Path:
+    """Check (before any computation) that directory ``path`` can be created or written; create nothing."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CLIError(f"{what} {str(path)!r} exists and is not a directory")
+    existing = p.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"cannot create the {what} {str(path)!r}: {str(existing)!r} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"{what} {str(path)!r} is not writable")
+    return p
+
+
+def _print_rows(rows) -> None:
+    for name, value in rows:
+        print(f"  {name:<26} {value}")
+
+
+def _print_resources(res: Mapping) -> None:
+    """The resources of a :class:`~nvppl.backend.ChipProgram`; per-core maxima against the core's size."""
+    rows = []
+    for name, value in res.items():
+        if name == "cores_available":
+            continue
+        if name == "cores":
+            value = f"{value} of {res.get('cores_available', '?')}"
+        elif isinstance(value, tuple):
+            value = f"{value[0]} of {value[1]}"
+        rows.append((name, value))
+    print("resources:")
+    _print_rows(rows)
 
 
 def _prefixed(path, what: str, message: str) -> str:
@@ -800,7 +1056,8 @@ def main(argv=None) -> int:
             where = f"nvppl {args.command}" if args.command else "nvppl"
             raise CLIError(f"unrecognized argument(s): {' '.join(extra)} (see '{where} --help')")
         if args.command is None:
-            raise CLIError("a command is required: simulate, fit or summary (see 'nvppl --help')")
+            raise CLIError("a command is required: simulate, fit, summary, deploy or emulate "
+                           "(see 'nvppl --help')")
         return int(args.func(args) or 0)
     except CLIError as exc:
         message = str(exc)

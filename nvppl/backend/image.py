@@ -377,10 +377,19 @@ def read_image(directory) -> ChipProgram:
     """
     path = os.path.join(directory, "manifest.yaml")
     with open(path) as fh:
-        manifest = yaml.safe_load(fh)
+        try:
+            manifest = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ImageError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "nvppl-chip-image/1":
         raise ImageError(f"{path}: not an nvppl chip image manifest")
-    chip = ChipConfig.from_dict(manifest["chip"])
+    missing = [k for k in ("chip", "cores", "populations", "projections") if k not in manifest]
+    if missing:
+        raise ImageError(f"{path}: the manifest has no {', '.join(repr(k) for k in missing)}")
+    try:
+        chip = ChipConfig.from_dict(manifest["chip"])
+    except (TypeError, ValueError) as exc:
+        raise ImageError(f"{path}: invalid chip: {exc}") from None
     cores = [_parse_core(os.path.join(directory, f"core_{x}_{y}.txt"), x, y) for x, y in manifest["cores"]]
     vesicles = None
     if manifest.get("vesicles") is not None:
