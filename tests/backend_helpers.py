@@ -59,3 +59,18 @@ def small_chip(**changes) -> ChipConfig:
     base = dict(width=5, height=4, controller=(2, 1), neurons_per_core=4)
     base.update(changes)
     return ChipConfig(**base)
+
+
+def random_vesicle_params(model, seed):
+    """Random parameters drawn with NumPy (Dirichlet rows of T over each node's candidates)."""
+    rng = np.random.default_rng(seed)
+    K, n = model.n_types, model.n_nodes
+    ncand = (model.substrate.candidates >= 0).sum(axis=1)
+    T = np.zeros((K, n, model.substrate.candidates.shape[1]))
+    for k in range(K):
+        for i in range(n):
+            if ncand[i]:
+                T[k, i, :ncand[i]] = rng.dirichlet(np.ones(ncand[i]))
+    return model.default_params().replace(
+        T=T, u=rng.normal(0, 1, (K, 1)), w=rng.normal(0, 1.5, (K, 1)), a=rng.uniform(0, 0.1, n),
+        delta=rng.uniform(0.02, 0.3, K))

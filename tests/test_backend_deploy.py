@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import nvppl as nv
+from backend_helpers import random_vesicle_params as _random_params
 from nvppl.backend import ChipConfig, DeploymentError, Emulator, ImageError, compile, read_image
 from nvppl.backend.deploy import expected_hops
 from nvppl.backend.vesicle_reference import simulate_vesicles
@@ -18,20 +19,6 @@ def _model(n_types=2, budget=(1, None), seed=3, n=25, allow_stay=True):
     G.add_nodes_from(range(n))
     return nv.VesicleModel(nv.Substrate.from_networkx(G, allow_stay=allow_stay), n_types=n_types,
                            budget=list(budget)[:n_types])
-
-
-def _random_params(model, seed):
-    rng = np.random.default_rng(seed)
-    K, n = model.n_types, model.n_nodes
-    ncand = (model.substrate.candidates >= 0).sum(axis=1)
-    T = np.zeros((K, n, model.substrate.candidates.shape[1]))
-    for k in range(K):
-        for i in range(n):
-            if ncand[i]:
-                T[k, i, :ncand[i]] = rng.dirichlet(np.ones(ncand[i]))
-    return model.default_params().replace(
-        T=T, u=rng.normal(0, 1, (K, 1)), w=rng.normal(0, 1.5, (K, 1)), a=rng.uniform(0, 0.1, n),
-        delta=rng.uniform(0.02, 0.3, K))
 
 
 def _same(a: nv.Traces, b: nv.Traces):

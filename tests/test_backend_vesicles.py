@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 import nvppl as nv
+from backend_helpers import random_vesicle_params as _random_params
 from nvppl.backend.vesicles import (
     ONE, DeploymentError, check_deployable, decode_vesicle_word, quantize, vesicle_word)
 
@@ -19,21 +20,6 @@ def _model(**options):
     G = nx.gnp_random_graph(25, 0.2, seed=3, directed=True)
     G.add_nodes_from(range(25))
     return nv.VesicleModel(nv.Substrate.from_networkx(G, allow_stay=options.pop("allow_stay", True)), **options)
-
-
-def _random_params(model, seed):
-    """Random parameters drawn with NumPy (Dirichlet rows of T over each node's candidates)."""
-    rng = np.random.default_rng(seed)
-    K, n = model.n_types, model.n_nodes
-    ncand = (model.substrate.candidates >= 0).sum(axis=1)
-    T = np.zeros((K, n, model.substrate.candidates.shape[1]))
-    for k in range(K):
-        for i in range(n):
-            if ncand[i]:
-                T[k, i, :ncand[i]] = rng.dirichlet(np.ones(ncand[i]))
-    return model.default_params().replace(
-        T=T, u=rng.normal(0, 1, (K, 1)), w=rng.normal(0, 1.5, (K, 1)), a=rng.uniform(0, 0.1, n),
-        delta=rng.uniform(0.02, 0.3, K))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

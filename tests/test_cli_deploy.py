@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
 import arviz as az
@@ -13,28 +11,10 @@ import pytest
 
 import nvppl as nv
 from nvppl.cli import main
+from test_cli import assert_error, run
 from nvppl.infer.fit import Fit
 
 N_TICKS = 40
-
-
-def run(argv):
-    """Run ``main(argv)`` in-process; return (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
-
-
-def assert_error(result, *fragments):
-    status, out, err = result
-    assert status == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nvppl: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def ring_model(**options):

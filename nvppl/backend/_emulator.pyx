@@ -9,6 +9,8 @@ tests compare the two bit for bit.
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
+from ._random cimport mix
+
 import numpy as np
 
 # counters (indices into the int64 array passed to tick)
@@ -63,13 +65,6 @@ cdef enum:
     E_STEPS = 1
     E_SLOT = 2
     E_FIELD = 3
-
-
-cdef inline uint64_t mix(uint64_t z) noexcept nogil:
-    z = z + <uint64_t>0x9E3779B97F4A7C15ULL
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
-    return z ^ (z >> 31)
 
 
 cdef struct Unit:

@@ -11,6 +11,8 @@ many hops they take.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
+from ._random cimport mix
+
 import numpy as np
 
 cdef enum:
@@ -35,13 +37,6 @@ cdef enum:
     WRITE_FLITS = 4
     E_MAILBOX = 1
     E_IDS = 2
-
-
-cdef inline uint64_t mix(uint64_t z) noexcept nogil:
-    z = z + <uint64_t>0x9E3779B97F4A7C15ULL
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
-    return z ^ (z >> 31)
 
 
 cdef inline int64_t u16(uint64_t h, uint64_t k) noexcept nogil:

@@ -38,8 +38,9 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from ..errors import CapacityError
 from ..params import Params
 from .chip import ChipConfig
-from .image import ChipProgram
-from .vesicles import ONE, VesicleTables, quantize
+from .image import ChipProgram, field as _field
+from .noc import hop_distance
+from .vesicles import ONE, VesicleTables, emission_rates, quantize
 
 RELEASE_POPULATION = "vesicle_release"
 NODE_CONFIG = ("n_nodes", "n_types", "table_len", "nodes_words", "migration_words")
@@ -125,10 +126,6 @@ class VesicleProgram:
                              [(c.x, c.y) for c in self.cores], chip)
 
 
-def _field(words, lo, width):
-    return ((np.asarray(words, dtype=np.uint64) >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
-
-
 # ---------------------------------------------------------------------------------------------
 # parameters from a fit
 
@@ -198,29 +195,17 @@ def default_nodes_per_core(model, quantized, chip: ChipConfig) -> int:
     Σ_κ λ_κ / δ_κ (emission over the per-step removal by decay); the mailbox
     is checked on every tick of a run regardless, and an overflow is an error.
     """
-    lam = np.asarray(_rates(model, quantized))
+    lam = emission_rates(model, quantized)
     per_node = float(np.sum(lam / np.asarray(quantized.delta, dtype=float)))
     return int(max(1, min(model.n_nodes, chip.mailbox_words // max(1.0, 8.0 * per_node))))
-
-
-def _rates(model, params):
-    from scipy import special
-
-    u0 = np.asarray(params.u, dtype=float)[:, 0]
-    if model.emission_link == "sigmoid":
-        return np.asarray(params.r_max, dtype=float) * special.expit(u0)
-    return np.exp(u0)
 
 
 def expected_hops(params, model, node_core, tiles, chip) -> float:
     """Mean over types and non-sink nodes of Σ_j T_κ[ℓ, j] · hops(core(ℓ), core(c_j))."""
     cand = np.asarray(model.substrate.candidates)
     T = np.asarray(params.T, dtype=float)
-    xy = np.asarray(tiles, dtype=np.int64).reshape(-1, 2)
-    pos = xy[node_core]
-    c = np.maximum(cand, 0)
-    hops = np.abs(pos[:, None, 0] - pos[c, 0]) + np.abs(pos[:, None, 1] - pos[c, 1])
-    hops = np.where(cand >= 0, hops, 0)
+    core_id = np.array([chip.core_id(x, y) for x, y in tiles], dtype=np.int64)[node_core]
+    hops = np.where(cand >= 0, hop_distance(chip, core_id[:, None], core_id[np.maximum(cand, 0)]), 0)
     rows = (cand >= 0).any(axis=1)
     if not rows.any():
         return 0.0

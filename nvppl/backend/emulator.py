@@ -17,15 +17,11 @@ import scipy.sparse as sp
 from .._extension import load
 from .._keys import seed64
 from . import isa, noc
-from .image import ChipProgram, signed
+from .image import ChipProgram, field as _field, signed
 
 OUT_DTYPE = np.dtype([("syn", "<i8"), ("count", "<i4"), ("hops", "<i2"), ("flits", "<i2")])
 SYN_DTYPE = np.dtype([("target", "<i4"), ("weight", "<i2"), ("reward", "u1"), ("plastic", "u1")])
 _FLITS = np.array([noc.flits_per_packet(c) for c in sorted(noc.PacketClass)], dtype=np.int32)  # by class
-
-
-def _field(words, lo, width):
-    return ((words >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
 
 class Layout:
@@ -487,7 +483,7 @@ class Emulator:
         fired_t, fired_g = [], []
         recs = {w: [] for w in record}
         step = max(1, n_ticks // 10)
-        released = []
+        docked_ports, fired_ports = [], []   # release ports: one entry per dock / per port firing
         port_axon = L.ext_axon.get(self._release_name) if ves is not None else None
         if ves is not None:
             ves.start(0, seed)
@@ -497,8 +493,10 @@ class Emulator:
             if ves is not None:
                 ports = ves.tick(t)
                 if len(ports) and port_axon is not None:
-                    released.append(ports)
-                    ext = np.sort(np.concatenate([ext, port_axon[np.unique(ports)]]))
+                    fired = np.unique(ports)
+                    docked_ports.append(ports)
+                    fired_ports.append(fired)
+                    ext = np.sort(np.concatenate([ext, port_axon[fired]]))
             res = m.tick(t, ext, learn)
             if isinstance(res, tuple):
                 self._raise(res, t)
@@ -539,8 +537,9 @@ class Emulator:
         traces_out = None
         if ves is not None:
             ves.finish(n_ticks)
-            docks = np.concatenate(released) if released else np.zeros(0, np.int64)
-            fires = np.concatenate([np.unique(p) for p in released]) if released else np.zeros(0, np.int64)
+            none = np.zeros(0, np.int64)
+            docks = np.concatenate(docked_ports) if docked_ports else none
+            fires = np.concatenate(fired_ports) if fired_ports else none
             counters, energy = self._vesicle_counters(ves, n_ticks, 1, counters, energy, docks, fires)
             traces_out = ves.traces_builder(n_ticks, 1)
         final = {"state": arrays["state"].reshape(L.N, -1), "traces": arrays["traces"].reshape(L.N, 3),
@@ -566,11 +565,9 @@ class Emulator:
             L = self.layout
             relays = L.neuron_index(self.prog.population_index(self._release_name))
             relay = relays[ports]
-            src = ves.tiles[ves.node_core[ves.ports[ports, 0]]]
-            dst_id = L.core_id[L.ncore[relay]]
+            src = ves.core_id[ves.node_core[ves.ports[ports, 0]]]
             write = dict(packets=len(ports), flits=len(ports) * noc.flits_per_packet(noc.PacketClass.SPIKE),
-                         hops=int(np.abs(src[:, 0] - dst_id % chip.width).sum()
-                                  + np.abs(src[:, 1] - dst_id // chip.width).sum()))
+                         hops=int(noc.hop_distance(chip, src, L.core_id[L.ncore[relay]]).sum()))
             u, c = np.unique(relays[fires], return_counts=True)
             for g, times in zip(u, c):
                 e = L.out[L.out_ptr[g]:L.out_ptr[g + 1]]

@@ -215,6 +215,11 @@ def _hex(value: int, width: int) -> str:
     return f"0x{value & ((1 << width) - 1):0{width // 4}x}"
 
 
+def field(words, lo: int, width: int) -> np.ndarray:
+    """Bits ``lo .. lo + width - 1`` of unsigned ``words`` (int64)."""
+    return ((np.asarray(words, dtype=np.uint64) >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
 def signed(words, bits: int) -> np.ndarray:
     """The low ``bits`` of unsigned ``words`` read as two's complement (int64)."""
     v = np.asarray(words, dtype=np.uint64) & np.uint64((1 << bits) - 1)

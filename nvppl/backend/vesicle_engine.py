@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._extension import load
 from ..errors import CapacityError
-from . import isa
+from . import isa, noc
 from .vesicle_reference import EMISSION_DOMAIN, VESICLE_DOMAIN, _traces
 
 MAX_IDS = 1 << 24  # the id field of a vesicle word
@@ -38,15 +38,15 @@ class VesicleRunner:
         self.tables = tables = ves.tables()
         cand = np.asarray(model.substrate.candidates, dtype=np.int64)
         self.node_core = ves.node_core
-        xy = np.array([(c.x, c.y) for c in ves.cores], dtype=np.int64).reshape(-1, 2)
-        self.tiles = xy
-        hops = np.abs(xy[:, None, 0] - xy[None, :, 0]) + np.abs(xy[:, None, 1] - xy[None, :, 1])
+        chip = prog.chip
+        self.core_id = np.array([chip.core_id(c.x, c.y) for c in ves.cores], dtype=np.int64)
+        hops = noc.hop_distance(chip, self.core_id[:, None], self.core_id[None, :])
         arrays = dict(emission=tables.emission, migration=tables.migration, cand=cand,
                       ncand=(cand >= 0).sum(axis=1), dock=tables.dock, absorb=tables.absorb, decay=tables.decay,
                       budget=tables.budget, node_core=self.node_core.astype(np.int32), hops=hops.astype(np.int32))
         self.mailbox_words = prog.chip.mailbox_words
-        self.engine = load("nvppl.backend._vesicles").Engine(arrays, dict(mailbox_words=self.mailbox_words,
-                                                                         max_id=MAX_IDS))
+        self._mod = load("nvppl.backend._vesicles")
+        self.engine = self._mod.Engine(arrays, dict(mailbox_words=self.mailbox_words, max_id=MAX_IDS))
         K = model.n_types
         self.port_of = np.full(model.n_nodes * K, -1, dtype=np.int64)
         ports = np.asarray(ves.ports, dtype=np.int64).reshape(-1, 2)
@@ -95,9 +95,7 @@ class VesicleRunner:
         self.logs.append((self.run, n_ticks, np.diff(marks, axis=0), kept, self.engine.live()[0]))
 
     @staticmethod
-    def _frames(run, n_ticks, per_tick, log, live):
-        from . import _vesicles
-
+    def _frames(causes, run, n_ticks, per_tick, log, live):
         ticks = np.arange(len(per_tick))
         vesicles, steps = [], None
         if len(log["b_type"]):
@@ -114,17 +112,17 @@ class VesicleRunner:
             vesicles.append(pd.DataFrame({
                 "run": run, "vesicle": np.concatenate([log["d_vid"], live]),
                 "death_step": np.concatenate([np.repeat(ticks, per_tick[:, 2]), np.full(len(live), n_ticks - 1)]),
-                "death_cause": np.array(_vesicles.CAUSES, dtype=object)[cause]}))
+                "death_cause": np.array(causes, dtype=object)[cause]}))
         return vesicles, steps
 
     def traces_builder(self, n_ticks: int, n_runs: int):
         """A function that builds the Traces of the runs so far (on first use: it validates every row)."""
-        model, logs, budget = self.model, list(self.logs), self.tables.budget
+        model, logs, budget, causes = self.model, list(self.logs), self.tables.budget, self._mod.CAUSES
 
         def build():
             frames_v, frames_s = [], []
             for entry in logs:
-                v, s = VesicleRunner._frames(*entry)
+                v, s = VesicleRunner._frames(causes, *entry)
                 frames_v += v
                 if s is not None:
                     frames_s.append(s)
@@ -133,9 +131,7 @@ class VesicleRunner:
         return build
 
     def counters(self, n_ticks: int, n_runs: int) -> dict:
-        from . import _vesicles
-
-        c = dict(zip(_vesicles.COUNTERS, (int(v) for v in self.engine.counters)))
+        c = dict(zip(self._mod.COUNTERS, (int(v) for v in self.engine.counters)))
         c["updates"] = c["steps"] + self.sink_deaths + self.model.n_nodes * self.model.n_types * n_ticks * n_runs
         return c
 

@@ -115,6 +115,14 @@ def threshold(p) -> np.ndarray:
     return np.rint(np.asarray(p, dtype=np.float64) * ONE).astype(np.int64)
 
 
+def emission_rates(model, params) -> np.ndarray:
+    """Emission rate λ_κ per type without covariates: r_max · σ(u₀) (sigmoid link) or exp(u₀) (eq. 9–12)."""
+    u0 = np.asarray(params.u, dtype=float)[:, 0]
+    if model.emission_link == "sigmoid":
+        return np.asarray(params.r_max, dtype=float) * special.expit(u0)
+    return np.exp(u0)
+
+
 def _emission_table(lam, where):
     k = np.arange(MAX_EMISSION_TABLE)
     cdf = threshold(stats.poisson.cdf(k, lam))
@@ -165,9 +173,8 @@ def quantize(model, params):
     rows = []
 
     # emission
-    u0 = np.asarray(params.u, dtype=float)[:, 0]
     r_max = np.asarray(params.r_max, dtype=float)
-    lam = r_max * special.expit(u0) if model.emission_link == "sigmoid" else np.exp(u0)
+    lam = emission_rates(model, params)
     tables = [_emission_table(float(lam[k]), f"type {k}") for k in range(K)]
     L = max(len(t) for t in tables)
     emission = np.full((K, L), ONE, dtype=np.int64)
