@@ -29,7 +29,7 @@ import nvppl as nv
 from nvppl import likelihood
 from nvppl.infer._hmc import NUTSSettings, run_chains
 from nvppl.infer.nuts import likelihood_data
-from nvppl.suffstats import trace_data
+from nvppl.traces.suffstats import trace_data
 
 
 def reference_graph(n: int, degree: int, seed: int = 0):

@@ -1,11 +1,14 @@
 """nvppl: probabilistic programming for Neuro-Vesicles.
 
 Vesicle life-cycle models on networkx graphs: NumPyro programs, fast sampling,
-inference with ``nvppl.infer``, diagnostics with ArviZ.
+inference with ``nvppl.infer``, diagnostics with ArviZ, deployment to a
+Darwin3-like neuromorphic chip with ``nvppl.backend``.
 
 Importing nvppl enables 64-bit floats in JAX (likelihoods are checked to the
-last digit) and, unless ``XLA_FLAGS`` already sets it, exposes one host device
-per CPU core so that MCMC chains can run in parallel.
+last digit); it sets no environment variable and no device setting. Parallel
+MCMC chains need several host devices: call :func:`set_host_device_count`
+at the start of a program. The subpackages ``backend`` and ``diagnostics``
+are imported when first used.
 
 Examples
 --------
@@ -17,32 +20,41 @@ Examples
 2
 """
 
-import os as _os
+import importlib as _importlib
 
-if "xla_force_host_platform_device_count" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (
-        _os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_os.cpu_count() or 1}"
-    ).strip()
-
-import jax as _jax  # noqa: E402
+import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import backend, density, diagnostics, infer, kernels, smc  # noqa: E402
+from . import density, infer, kernels, smc  # noqa: E402
+from ._devices import set_host_device_count  # noqa: E402
+from .errors import CapacityError, ImportanceSamplingError, ObservationError, SpecError, TraceError  # noqa: E402
 from .infer import load_fit  # noqa: E402
-from .errors import CapacityError, ImportanceSamplingError, ObservationError, TraceError  # noqa: E402
 from .model import VesicleModel  # noqa: E402
-from .observations import Observations  # noqa: E402
 from .params import Params  # noqa: E402
 from .simulate import simulate  # noqa: E402
 from .substrate import Substrate  # noqa: E402
-from .traces import Traces  # noqa: E402
+from .traces import Observations, Traces  # noqa: E402
 
 __version__ = "0.1.0"
 
+#: Subpackages imported on first use (``nv.backend``, ...).
+_LAZY = ("backend", "diagnostics")
+
 __all__ = [
-    "Substrate", "VesicleModel", "Params", "Traces", "Observations", "simulate",
-    "TraceError", "ObservationError", "CapacityError", "ImportanceSamplingError", "infer", "diagnostics", "kernels",
-    "smc", "density", "backend", "load_fit",
-    "__version__",
+    "Substrate", "VesicleModel", "Params", "Traces", "Observations", "simulate", "load_fit",
+    "set_host_device_count", "TraceError", "ObservationError", "CapacityError", "ImportanceSamplingError",
+    "SpecError", "infer", "diagnostics", "kernels", "smc", "density", "backend", "__version__",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = _importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -696,7 +696,7 @@ def _cmd_simulate(args) -> int:
     import jax
 
     from . import errors
-    from ._keys import as_jax_key
+    from ._validate import as_jax_key
     from .simulate import simulate
 
     spec, model = _load_inputs(args)

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._extension import load
+from .covariates import model_features
 from .kernels import decay, docking, emission, migration
 from .model import ModelKey
 
@@ -179,7 +180,6 @@ def relax(model, params, n_steps: int, covariates=None, max_age: int | None = No
     >>> round(float(dens.expected_docks[0, 0, 0]), 6)  # p_dock = 0.2 of the 0.5 arrivals
     0.1
     """
-    from .simulate import model_features
 
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")

@@ -38,6 +38,11 @@ class ObservationError(TraceError):
     """Invalid partial observations (counts or dock counts)."""
 
 
+class SpecError(ValueError):
+    """An invalid model specification: a spec file, a model section or a prior
+    that cannot be read (the message names the file, section and key)."""
+
+
 class CapacityError(RuntimeError):
     """A fixed-size program ran out of room; nothing was truncated."""
 

@@ -17,7 +17,7 @@ the discretised Gamma hazard for countdown lifetimes; a censored vesicle
 contributes survival factors up to the last step, which is exact under
 right-censoring.
 
-The terms are evaluated on sufficient statistics (see :mod:`nvppl.suffstats`)
+The terms are evaluated on sufficient statistics (see :mod:`nvppl.traces.suffstats`)
 except the migration term when the model is tilted and the docking term when
 docking depends on content, which are evaluated per vesicle-step.
 """

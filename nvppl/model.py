@@ -20,8 +20,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from ._keys import as_jax_key
+from ._validate import as_jax_key
 from .params import PARAM_FIELDS, Params
+from .spec import prior_from_json, prior_to_json
 from .substrate import Substrate
 
 __all__ = ["VesicleModel", "ModelKey", "LIFETIMES", "EMISSION_LINKS"]
@@ -437,7 +438,7 @@ class VesicleModel:
             "emission_link": self.emission_link, "covariate_dim": self.covariate_dim, "tilt": self.tilt,
             "budget": [None if np.isinf(b) else int(b) for b in self.budget],
             "gamma": self.gamma.tolist(), "sigma_tau": self.sigma_tau,
-            "priors": {k: _prior_to_json(k, v) for k, v in self._user_priors.items()},
+            "priors": {k: prior_to_json(k, v) for k, v in self._user_priors.items()},
         }
 
     @classmethod
@@ -452,7 +453,7 @@ class VesicleModel:
                                "tilt", "budget", "gamma", "sigma_tau", "priors"}
         if unknown:
             raise ValueError(f"unknown model option(s) {sorted(unknown)}")
-        priors = {k: _prior_from_json(k, v) for k, v in (spec.pop("priors", None) or {}).items()}
+        priors = {k: prior_from_json(k, v) for k, v in (spec.pop("priors", None) or {}).items()}
         budget = spec.pop("budget", None)
         if isinstance(budget, list):
             budget = [np.inf if b is None else b for b in budget]
@@ -568,36 +569,3 @@ def _budget(budget, K):
         if not (np.isinf(b) and b > 0) and not (b >= 1 and b == int(b)):
             raise ValueError(f"budget of type {k} must be a positive integer or None (infinite), got {b.item()!r}")
     return arr
-
-
-_DIST_ARGS = {
-    "Normal": ("loc", "scale"), "HalfNormal": ("scale",), "Beta": ("concentration1", "concentration0"),
-    "Gamma": ("concentration", "rate"), "Dirichlet": ("concentration",), "LogNormal": ("loc", "scale"),
-    "Exponential": ("rate",), "Uniform": ("low", "high"), "HalfCauchy": ("scale",),
-    "StudentT": ("df", "loc", "scale"), "Cauchy": ("loc", "scale"), "InverseGamma": ("concentration", "rate"),
-}
-
-
-def _prior_to_json(name, prior):
-    if isinstance(prior, dist.Distribution):
-        kind = type(prior).__name__
-        if kind not in _DIST_ARGS:
-            raise ValueError(f"the prior on {name!r} ({kind}) cannot be written to a file; "
-                             f"supported: {sorted(_DIST_ARGS)}")
-        return {"dist": kind, **{a: np.asarray(getattr(prior, a)).tolist() for a in _DIST_ARGS[kind]}}
-    return {"fixed": np.asarray(prior, dtype=np.float64).tolist()}
-
-
-def _prior_from_json(name, spec):
-    if isinstance(spec, Mapping):
-        spec = dict(spec)
-        if "fixed" in spec:
-            return spec["fixed"]
-        kind = spec.pop("dist", None)
-        if kind not in _DIST_ARGS:
-            raise ValueError(f"prior on {name!r}: 'dist' must be one of {sorted(_DIST_ARGS)}, got {kind!r}")
-        extra = set(spec) - set(_DIST_ARGS[kind])
-        if extra:
-            raise ValueError(f"prior on {name!r}: {kind} takes {list(_DIST_ARGS[kind])}, got {sorted(extra)}")
-        return getattr(dist, kind)(**{k: jnp.asarray(v, dtype=jnp.float64) for k, v in spec.items()})
-    return spec

@@ -30,7 +30,11 @@ from .kernels import docking, emission, migration
 from .traces import lifetime_bin_edges
 
 __all__ = ["life_cycle", "trace_model", "LifeState", "StepRecord", "CAUSE_CODES", "default_capacity",
-           "ModelKey"]
+           "ModelKey", "PPC_STATISTICS"]
+
+#: Summary statistics of posterior predictive checks, recorded by :func:`life_cycle`
+#: as deterministic sites and computed from data by :meth:`Traces.summary_statistics`.
+PPC_STATISTICS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
 #: Death-cause codes used in step records (0 = still alive).
 CAUSE_CODES = {"alive": 0, "expired": 1, "absorbed": 2, "depleted": 3, "sink": 4}
@@ -290,7 +294,7 @@ def trace_model(data, model):
     ``numpyro.factor`` per kernel (``emission``, ``content``, ``migration``,
     ``docking``, ``absorption``, ``decay``), computed by
     :func:`nvppl.likelihood.log_likelihood_terms` from the sufficient statistics
-    in ``data`` (a :class:`~nvppl.suffstats.TraceData`).
+    in ``data`` (a :class:`~nvppl.traces.suffstats.TraceData`).
     """
     params = model.param_sites()
     for name, value in likelihood.log_likelihood_terms(params, data, model).items():

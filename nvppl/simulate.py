@@ -8,37 +8,16 @@ import jax
 import numpy as np
 from numpyro import handlers
 
-from ._keys import as_jax_key
+from ._validate import as_jax_key, positive_int, thread_count
+from .covariates import model_features
 from .errors import CapacityError
 from .programs import ModelKey, default_capacity, life_cycle
-from .smc._compiled import simulate_compiled, thread_count
-from .traces import Traces, broadcast_covariates
+from .smc._compiled import simulate_compiled
+from .traces import Traces
 
-__all__ = ["simulate", "BACKENDS"]
+__all__ = ["simulate", "records_to_traces", "BACKENDS"]
 
 BACKENDS = ("auto", "numpyro", "compiled")
-
-
-def model_features(model, covariates, n_runs: int, n_steps: int) -> np.ndarray:
-    """Covariates ``F (n_runs, n_steps, n, p)`` for a simulation.
-
-    ``covariates`` may be ``(n, p)`` (static), ``(n_steps, n, p)`` (shared by the
-    runs) or ``(n_runs, n_steps, n, p)``; ``None`` takes the substrate's node
-    covariates, or none when ``covariate_dim == 0``.
-    """
-    n, p = model.n_nodes, model.covariate_dim
-    if covariates is None:
-        if p == 0:
-            return np.zeros((n_runs, n_steps, n, 0))
-        if model.substrate.covariate_dim != p:
-            raise ValueError(f"the model has covariate_dim={p}: pass covariates of shape "
-                             f"({n_runs}, {n_steps}, {n}, {p}) or build the substrate with "
-                             f"{p} node covariate attribute(s)")
-        covariates = model.substrate.node_covariates
-    if np.ndim(covariates) == 0 or np.shape(covariates)[-1] != p:
-        raise ValueError(f"covariates must have shape ({n_runs}, {n_steps}, {n}, {p}), ({n_steps}, {n}, {p}) "
-                         f"or ({n}, {p}) for covariate_dim={p}; got {np.shape(covariates)}")
-    return broadcast_covariates(covariates, n_runs, n_steps, model.substrate)
 
 
 def _sampler(model, n_steps: int, capacity: int):
@@ -108,7 +87,7 @@ def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariat
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if n_threads is not None:
         thread_count(n_threads)  # validated for either backend
-    n_steps, n_runs = _count(n_steps, "n_steps"), _count(n_runs, "n_runs")
+    n_steps, n_runs = positive_int(n_steps, "n_steps"), positive_int(n_runs, "n_runs")
     params = model.check_params(params)
     F = model_features(model, covariates, n_runs, n_steps)
     if backend in ("auto", "compiled"):
@@ -117,7 +96,7 @@ def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariat
         return simulate_compiled(model, params, F, n_steps, n_runs, key, n_threads)
     if capacity is None:
         capacity = default_capacity(model, params, F, n_steps)
-    capacity = _count(capacity, "capacity")
+    capacity = positive_int(capacity, "capacity")
     overflow, rec = _sampler(model, n_steps, capacity)(as_jax_key(key), F, jax.tree.map(np.asarray, params))
     overflow = np.asarray(overflow)
     if (overflow >= 0).any():
@@ -162,9 +141,3 @@ def records_to_traces(model, rec, features) -> Traces:
     s = {"vrow": srow, "step": ts, "node_from": rec.node_from[ts, rs, cs],
          "node_to": rec.node_to[ts, rs, cs], "docked": rec.docked[ts, rs, cs]}
     return Traces(model.substrate, T, R, model.n_types, v, s, features)
-
-
-def _count(x, name):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)

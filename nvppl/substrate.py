@@ -2,7 +2,7 @@
 
 A :class:`Substrate` turns a ``networkx`` graph into the static arrays that every
 other part of nvppl uses: nodes relabelled ``0..n-1`` in sorted order of their
-original labels, and a padded table of candidate moves per node (DESIGN §1.1).
+original labels, and a padded table of candidate moves per node (``docs/design.rst``).
 networkx is imported here and nowhere else in the numerical code.
 """
 
@@ -15,7 +15,7 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-__all__ = ["Substrate"]
+__all__ = ["Substrate", "label_to_json", "label_from_json"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -347,7 +347,7 @@ class Substrate:
             If the labels are not JSON-representable (ints, floats, strings or
             tuples of those).
         """
-        labels = [_label_to_json(x) for x in self.labels]
+        labels = [label_to_json(x) for x in self.labels]
         return json.dumps(
             {
                 "labels": labels,
@@ -364,7 +364,7 @@ class Substrate:
         import networkx as nx
 
         spec = json.loads(text)
-        labels = [_label_from_json(x) for x in spec["labels"]]
+        labels = [label_from_json(x) for x in spec["labels"]]
         G = nx.DiGraph()
         G.add_nodes_from(labels)
         for label, row in zip(labels, spec["node_covariates"]):
@@ -381,9 +381,16 @@ class Substrate:
         )
 
 
-def _label_to_json(x):
+def label_to_json(x):
+    """A node label as JSON data (a tuple becomes ``{"tuple": [...]}``).
+
+    Raises
+    ------
+    ValueError
+        A label that is not an int, float, str or tuple of those.
+    """
     if isinstance(x, tuple):
-        return {"tuple": [_label_to_json(y) for y in x]}
+        return {"tuple": [label_to_json(y) for y in x]}
     if isinstance(x, (bool, np.bool_)):
         raise ValueError(f"label {x!r} cannot be written to a file")
     if isinstance(x, np.integer):
@@ -398,7 +405,8 @@ def _label_to_json(x):
     )
 
 
-def _label_from_json(x):
+def label_from_json(x):
+    """Inverse of :func:`label_to_json`."""
     if isinstance(x, dict):
-        return tuple(_label_from_json(y) for y in x["tuple"])
+        return tuple(label_from_json(y) for y in x["tuple"])
     return x

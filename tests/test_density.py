@@ -4,7 +4,7 @@ and against closed forms.
 Statistical comparisons use fixed seeds. A per-cell comparison of a simulated
 mean with the density is a z-score whose standard error comes from the sample
 variance over runs, floored at the least variance the cell's value can have
-(see :func:`density_helpers.z_scores`); cells pass at |z| ≤ 4. Other tolerances
+(see :func:`tests._support.density.z_scores`); cells pass at |z| ≤ 4. Other tolerances
 are stated where they are used.
 """
 
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 import pytest
-from density_helpers import (
+from tests._support.density import (
     cell_sums,
     compound_poisson_floor,
     dense_transpose,

@@ -4,7 +4,7 @@ Three independent computations of the log-density of the same traces:
 1. the NumPyro generative program's log-density at the random choices it made
    (``numpyro.infer.util.log_density``),
 2. ``nvppl.likelihood`` on sufficient statistics (and per vesicle-step),
-3. a loop-by-loop brute force over the DataFrames (``bruteforce.py``).
+3. a loop-by-loop brute force over the DataFrames (``tests/_support/bruteforce.py``).
 """
 
 import jax
@@ -15,11 +15,11 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import nvppl as nv
-from bruteforce import log_likelihood as brute_log_likelihood
+from tests._support.bruteforce import log_likelihood as brute_log_likelihood
 from nvppl import likelihood
 from nvppl.programs import life_cycle
 from nvppl.simulate import records_to_traces
-from nvppl.suffstats import pad_rows, trace_data
+from nvppl.traces.suffstats import pad_rows, trace_data
 
 def _jit(fn, model):
     """Compile a likelihood function of (params, data) for one model."""

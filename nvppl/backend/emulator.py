@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._extension import load
-from .._keys import seed64
+from .._validate import seed64
 from . import isa, noc
 from .image import ChipProgram, field as _field, signed
 

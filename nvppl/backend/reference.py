@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .._keys import seed64
+from .._validate import seed64
 from . import isa
 from .image import ChipProgram
 from .network import Network

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._keys import seed64
+from .._validate import seed64
 from ..traces import Traces
 from . import isa
 from .vesicles import VesicleTables

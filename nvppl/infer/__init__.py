@@ -2,7 +2,7 @@
 
 :func:`fit` dispatches on the method: ``"nuts"`` fits fully observed
 :class:`~nvppl.traces.Traces` with NUTS on the exact likelihood. Partial
-:class:`~nvppl.observations.Observations` are fitted by ``"svi"`` (variational
+:class:`~nvppl.traces.Observations` are fitted by ``"svi"`` (variational
 inference with the density relaxation's composite likelihood, fast and
 approximate, :mod:`nvppl.infer.svi`), ``"is"`` (importance sampling from the SVI
 guide weighted by the particle filter, checked by Pareto k̂,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -203,7 +204,9 @@ def run_chains(model, data, key, num_chains: int, settings: NUTSSettings, chain_
     several devices and a gradient is ``heavy`` (the likelihood runs over many
     vesicle-steps), otherwise sequential, which compiles fastest (on sufficient
     statistics a chain of 2000 iterations runs in well under a second, so
-    compilation dominates).
+    compilation dominates). JAX sees one host device unless
+    :func:`nvppl.set_host_device_count` was called first; parallel chains on one
+    device run one after the other, with a warning.
 
     Returns
     -------
@@ -221,7 +224,12 @@ def run_chains(model, data, key, num_chains: int, settings: NUTSSettings, chain_
     keys = jax.random.split(key, num_chains)
     n_dev = jax.local_device_count()
     if chain_method == "auto":
-        chain_method = "parallel" if num_chains > 1 and n_dev > 1 and heavy else "sequential"
+        chain_method = "parallel" if num_chains > 1 and heavy else "sequential"
+    if chain_method == "parallel" and num_chains > 1 and n_dev == 1:
+        warnings.warn(
+            f"parallel chains need several host devices, but JAX sees one: the {num_chains} chains run one after "
+            "the other. Call nv.set_host_device_count(n) at the start of the program (before any JAX "
+            "computation) to run them in parallel", UserWarning, stacklevel=4)
     if chain_method == "parallel" and (n_dev == 1 or num_chains == 1):
         chain_method = "sequential"
     bar = _Progress(total * num_chains, f"NUTS, {num_chains} chain(s)") if progress_bar else None

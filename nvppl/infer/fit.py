@@ -6,16 +6,11 @@ import numpy as np
 
 from ..model import VesicleModel
 from ..params import Params
+from . import _arviz
 
 __all__ = ["Fit", "load_fit"]
 
 MODEL_ATTR = "nvppl_model"
-
-
-def _arviz():
-    from ..diagnostics import arviz
-
-    return arviz()
 
 
 class Fit:
@@ -63,14 +58,8 @@ class Fit:
         candidate) are constant and left out of the table. Extra keyword arguments
         go to :func:`arviz.summary`.
         """
-        az = _arviz()
-
-        import warnings
-
         names = list(var_names or [n for n in self.model.inferred if n in self.idata.posterior])
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            warnings.filterwarnings("ignore", category=RuntimeWarning)
-            table = az.summary(self.idata, var_names=names, **kwargs)
+        table = _arviz.summary(self.idata, names, **kwargs)
         if "T" in names and "sd" in table.columns:
             fixed = table.index.str.startswith("T[") & (table["sd"] == 0)
             table = table[~fixed]
@@ -101,10 +90,11 @@ class Fit:
 
     def to_netcdf(self, path) -> None:
         """Write the InferenceData (with the model specification) to NetCDF;
-        :func:`nvppl.load_fit` reads it back. No pickle is involved."""
+        :func:`nvppl.load_fit` reads it back. No pickle is involved, and the write
+        is atomic: if it fails, a file already at ``path`` is left as it was."""
         self.idata.posterior.attrs[MODEL_ATTR] = self.model.to_json()
         self.idata.posterior.attrs["nvppl_method"] = self.method
-        self.idata.to_netcdf(str(path), engine="h5netcdf")
+        _arviz.write_netcdf(self.idata, path)
 
     def __repr__(self) -> str:
         post = self.idata.posterior
@@ -120,9 +110,7 @@ def load_fit(path) -> Fit:
     ValueError
         If the file does not hold an nvppl fit.
     """
-    az = _arviz()
-
-    idata = az.from_netcdf(str(path), engine="h5netcdf")
+    idata = _arviz.read_netcdf(path)
     attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
     if MODEL_ATTR not in attrs:
         raise ValueError(f"{path} is not an nvppl fit (no '{MODEL_ATTR}' attribute in its posterior)")

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import diagnostics
-from .._keys import as_jax_key
+from . import _arviz
+from .._validate import as_jax_key
 from ..errors import ImportanceSamplingError, ObservationError
 from .svi import _progress, as_chains, check_observations
 
@@ -230,7 +230,7 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
         raise ImportanceSamplingError("every guide draw has likelihood zero under the particle filter (or a "
                                       "non-finite weight); the guide does not cover the observations",
                                       khat=np.inf, result=None)
-    smoothed, khat = diagnostics.psis_log_weights(np.where(finite, log_w, -np.inf))
+    smoothed, khat = _arviz.psis_log_weights(np.where(finite, log_w, -np.inf))
     w = np.exp(smoothed - np.max(smoothed))
     w /= w.sum()
     ess = float(1.0 / np.sum(w ** 2))
@@ -247,7 +247,7 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     sample_stats = {"loglik": as_chains(loglik[idx]), "log_weight": as_chains(smoothed[idx])}
     attrs = {"method": "is", "khat": float(khat), "ess": ess, "num_draws": int(num_draws), "proposal": proposal,
              "n_particles": int(n_particles), "detection": obs.detection}
-    idata = diagnostics.observations_to_inference_data(model, obs, posterior, sample_stats,
+    idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats,
                                                        as_chains(steps[idx]) if log_likelihood else None, attrs)
     return Fit(idata, model, "is", importance=result, svi_fit=init)
 

@@ -16,12 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from .._keys import as_jax_key
+from .._validate import as_jax_key
 from ..errors import CapacityError
 from ..likelihood import needs_rows, vesicle_log_likelihood
-from ..programs import ModelKey, default_capacity, life_cycle
-from ..suffstats import features_for, pad_rows, trace_data
+from ..programs import PPC_STATISTICS, ModelKey, default_capacity, life_cycle
+from ..covariates import features_for
+from ..traces.suffstats import pad_rows, trace_data
 from ..traces import Traces
+from ._arviz import to_inference_data
+from .fit import Fit
 from ._hmc import NUTSSettings, run_chains
 
 __all__ = ["fit_nuts", "likelihood_data", "pointwise_log_likelihood", "posterior_predictive_stats"]
@@ -30,11 +33,10 @@ __all__ = ["fit_nuts", "likelihood_data", "pointwise_log_likelihood", "posterior
 MAX_POINTWISE = 100_000_000
 #: Per-step likelihoods over more vesicle-steps than this run chains in parallel by default.
 HEAVY_ROWS = 20_000
-PPC_STATS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
 
 
 def likelihood_data(data, model):
-    """The data NUTS needs: per-step arrays padded (see :func:`nvppl.suffstats.pad_rows`)
+    """The data NUTS needs: per-step arrays padded (see :func:`nvppl.traces.suffstats.pad_rows`)
     when a term is evaluated per vesicle-step, dropped otherwise."""
     if needs_rows(model):
         return pad_rows(data)
@@ -49,8 +51,6 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
              max_tree_depth: int = 10, thinning: int = 1, ppc_capacity: int | None = None,
              dense_mass: bool | None = None):
     """NUTS on fully observed traces; see :func:`nvppl.infer.fit`."""
-    from .fit import Fit
-
     if not isinstance(traces, Traces):
         raise TypeError(f"method='nuts' fits fully observed Traces, got {type(traces).__name__}")
     if not model.inferred:
@@ -83,8 +83,6 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
     if posterior_predictive:
         ppc = posterior_predictive_stats(model, traces, sites, num_ppc, k_ppc, ppc_capacity)
     observed = traces.summary_statistics(model.n_types)
-    from ..diagnostics import to_inference_data
-
     idata = to_inference_data(model, posterior, sample_stats, loglik, ppc, observed,
                               attrs={"method": "nuts", "n_vesicle_steps": len(traces),
                                      "n_vesicles": traces.n_vesicles})
@@ -134,7 +132,7 @@ def posterior_predictive_stats(model, traces: Traces, sites: dict, num_ppc: int,
     if (over >= 0).any():
         raise CapacityError(f"a posterior draw produced more than {capacity} vesicles at once in its "
                             f"predictive simulation; pass ppc_capacity={2 * capacity} (nothing was truncated)")
-    return {name: np.asarray(out[name]).reshape((chains, len(pick)) + out[name].shape[1:]) for name in PPC_STATS}
+    return {name: np.asarray(out[name]).reshape((chains, len(pick)) + out[name].shape[1:]) for name in PPC_STATISTICS}
 
 
 @functools.lru_cache(maxsize=16)
@@ -142,6 +140,6 @@ def _ppc_program(key, n_steps: int, capacity: int):
     def one(args, F):
         rng, params = args
         tr = handlers.trace(handlers.seed(life_cycle, rng)).get_trace(key.model, F, n_steps, capacity, params)
-        return {name: tr[name]["value"] for name in PPC_STATS + ("overflow_step",)}
+        return {name: tr[name]["value"] for name in PPC_STATISTICS + ("overflow_step",)}
 
     return jax.jit(lambda keys, params, F: jax.lax.map(lambda a: one(a, F), (keys, params)))

@@ -1,6 +1,6 @@
 r"""Particle-marginal Metropolis–Hastings (PMMH) on partially observed data.
 
-The likelihood of :class:`~nvppl.observations.Observations` (counts and dock
+The likelihood of :class:`~nvppl.traces.Observations` (counts and dock
 counts without vesicle identities, DESIGN §2.2) is intractable, but the compiled
 particle filter :func:`nvppl.smc.particle_filter` gives a non-negative,
 **unbiased** estimate :math:`\hat p_\theta(y)` of it. PMMH (Andrieu, Doucet &
@@ -49,10 +49,10 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import get_potential_fn, transform_fn
 from numpyro.util import is_prng_key, not_jax_tracer
 
-from .._keys import as_jax_key
-from .. import diagnostics
+from .._validate import as_jax_key
+from . import _arviz
 from ..errors import ObservationError
-from ..observations import check_fit_data
+from ..traces import check_fit_data
 
 __all__ = ["PMMH", "PMMHState", "fit_pmmh"]
 
@@ -889,6 +889,6 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
              "target_accept_prob": kernel.target_accept_prob, "n_filter_calls": int(kernel.n_calls),
              "loglik_sd_warmup": [float(x) if m else float("nan") for x, m in zip(sd, measured)],
              "detection": obs.detection}
-    idata = diagnostics.observations_to_inference_data(model, obs, posterior, sample_stats,
+    idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats,
                                                        extra.get("loglik_steps"), attrs)
     return Fit(idata, model, "pmmh", mcmc=mcmc)

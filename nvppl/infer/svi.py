@@ -44,10 +44,12 @@ from numpyro.infer.util import get_potential_fn, potential_energy
 from numpyro import handlers
 from numpyro.optim import Adam
 
-from .. import density, diagnostics
-from .._keys import as_jax_key
+from .. import density
+from . import _arviz
+from .._validate import as_jax_key
 from ..model import ModelKey
-from ..observations import Observations, check_fit_data
+from ..covariates import model_features
+from ..traces import Observations, check_fit_data
 
 __all__ = ["fit_svi", "GUIDES", "guide_moments", "godambe_covariance"]
 
@@ -133,7 +135,6 @@ def check_observations(model, obs, method: str) -> None:
 
 
 def _prepare(model, obs, covariates, max_age):
-    from ..simulate import model_features
 
     R, T = obs.n_runs, obs.n_steps
     F = model_features(model, covariates, R, T)
@@ -458,7 +459,7 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
              "detection": obs.detection}
     if rank is not None:
         attrs["rank"] = int(rank)
-    idata = diagnostics.observations_to_inference_data(model, obs, posterior, sample_stats, loglik, attrs)
+    idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats, loglik, attrs)
     return Fit(idata, model, "svi", guide=g, guide_params=params, elbo=-losses, converged=converged, svi=svi,
                state=state, map_latent=z_map, map_result=res,
                composite=_Composite(potential, spec, data, obs, covariates, max_age))

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import expit
 
 from .._extension import load
-from .._keys import seed64
+from .._validate import seed64, thread_count
 from ..traces import Traces
 
 __all__ = ["core", "core_model", "seed64", "simulate_compiled", "thread_count"]
@@ -21,15 +21,6 @@ __all__ = ["core", "core_model", "seed64", "simulate_compiled", "thread_count"]
 def core():
     """The compiled extension module; raises ImportError saying how to build it."""
     return load("nvppl.smc._core")
-
-
-def thread_count(n_threads) -> int:
-    """Threads to use: ``n_threads`` or, when None, every CPU core."""
-    if n_threads is None:
-        return os.cpu_count() or 1
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
-    return int(n_threads)
 
 
 def _shared_axes(F: np.ndarray) -> np.ndarray:

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CapacityError, ObservationError
-from ..observations import Observations
+from .._validate import positive_int, probability, thread_count
+from ..covariates import model_features
+from ..traces import Observations
 from ..traces import Traces
-from ._compiled import core, core_model, seed64, thread_count
+from ._compiled import core, core_model, seed64
 
 __all__ = ["particle_filter", "ParticleFilterResult", "DETECTION_CODES"]
 
@@ -137,11 +139,9 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     obs.check_model(model)
     params = model.check_params(params)
     from ..programs import default_capacity
-    from ..simulate import _count, model_features
 
-    N = _count(n_particles, "n_particles")
-    if not (0.0 <= float(ess_threshold) <= 1.0):
-        raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
+    N = positive_int(n_particles, "n_particles")
+    ess_threshold = probability(ess_threshold, "ess_threshold")
     detection = obs.detection
     pd = obs.p_det if p_det is None else float(p_det)
     if p_det is not None:
@@ -151,7 +151,7 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
                                "(or build the Observations with p_det)")
     R, T = obs.n_runs, obs.n_steps
     F = model_features(model, covariates, R, T)
-    C = default_capacity(model, params, F, T) if capacity is None else _count(capacity, "capacity")
+    C = default_capacity(model, params, F, T) if capacity is None else positive_int(capacity, "capacity")
     cm = core_model(model, params, F)
     seed = seed64(key)
     # one parallel region per step: below ~2e5 particle-vesicle slots its cost exceeds the work
