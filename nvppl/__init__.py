@@ -36,7 +36,7 @@ from .simulate import simulate  # noqa: E402
 from .substrate import Substrate  # noqa: E402
 from .traces import Observations, Traces  # noqa: E402
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 #: Subpackages imported on first use (``nv.backend``, ...).
 _LAZY = ("backend", "diagnostics")
