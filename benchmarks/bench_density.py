@@ -1,4 +1,4 @@
-"""Benchmark: density relaxation, its gradient and density SVI (DESIGN §6).
+"""Benchmark: density relaxation, its gradient and density SVI (docs/design.rst, "Performance targets").
 
 Target: "density SVI, n = 1000, T = 500: 2000 steps in under 30 s". The model is
 ``nv.VesicleModel(sub, n_types=2)`` on ``reference_graph(1000, 8)`` (8 distinct

@@ -1,4 +1,6 @@
-"""Benchmark: the chip emulator on a large spiking network and on a deployed vesicle model (DESIGN §6).
+"""Benchmark: the chip emulator on a large spiking network and on a deployed vesicle model.
+
+The targets are those of ``docs/design.rst``, "Performance targets".
 
 Part 1, spiking network. Target: "emulator ≥ 5 M synaptic events/s" on one core. The network: an input
 population ``drive`` of 1000 Poisson sources (20 Hz at 1 ms per tick) and a LIF
@@ -19,7 +21,7 @@ synaptic events per second.
 
 Part 2, deployed vesicle model. Target: "emulator ≥ 5 M vesicle-hops/s" on one
 core, where one vesicle-hop is one vesicle's migration step in one tick (the
-``vesicle_steps`` counter). The model is the DESIGN §6 reference model of
+``vesicle_steps`` counter). The model is the reference model of the performance targets, that of
 ``bench_simulate.reference_model`` (n = 1000 nodes, 8 random out-neighbours plus
 stay, λ = 0.5, p_dock = 0.2, δ = 0.05), compiled with ``nv.backend.compile``
 onto node cores and run for 1000 ticks. Reported: compile and load seconds, the
@@ -56,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import json_safe, reference_model  # noqa: E402
 
 from nvppl.backend import LIF, ChipConfig, Emulator, Network, compile  # noqa: E402
-from nvppl.backend.deploy import expected_hops  # noqa: E402
+from nvppl.backend.program import expected_hops  # noqa: E402
 from nvppl.backend.vesicle_reference import simulate_vesicles  # noqa: E402
 
 TARGET_VESICLE_HOPS = 5e6  # vesicle-hops/s, emulator, one core
@@ -134,7 +136,7 @@ def same_traces(a, b) -> bool:
 
 
 def vesicle_part(n_nodes: int, ticks: int, ref_ticks: int, n_random: int = 10) -> dict:
-    """Part 2: the DESIGN §6 reference vesicle model deployed on the emulator, against the NumPy reference."""
+    """Part 2: the reference vesicle model deployed on the emulator, against the NumPy reference."""
     f = {"vesicle_nodes": n_nodes, "vesicle_ticks": ticks}
     model, params = reference_model(n_nodes)
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
-"""Benchmark: compiled particle filter against a vectorised NumPy one (DESIGN §6).
+"""Benchmark: compiled particle filter against a vectorised NumPy one (docs/design.rst, "Performance targets").
 
-The reference model of DESIGN §6 (see ``bench_simulate.py``: n = 1000 nodes,
+The reference model of the performance targets (see ``bench_simulate.py``: n = 1000 nodes,
 out-degree 8 plus stay, K = 1, ``model.default_params()``), observed through the
 counts of vesicles present after each step in one run of 200 steps simulated by
 the compiled backend. It measures particle-vesicle-steps per second (vesicles
@@ -13,7 +13,7 @@ propagated, summed over particles and steps) of
   below), vectorised over all particles' vesicles at once, run on the same
   observations in the same process, and the ratio of the rates.
 
-Detection. DESIGN §6 asks for binomial counts (p_det = 0.8), but a bootstrap
+Detection. The target asks for binomial counts (p_det = 0.8), but a bootstrap
 proposal ignores the observations: on a graph of more than a handful of nodes
 every particle soon holds fewer vesicles at some node than were seen there, so
 the likelihood estimate is zero from the first steps (the NumPy filter reports
@@ -64,8 +64,8 @@ def numpy_particle_filter(kernel: NumpyKernel, counts: np.ndarray, detection: st
     Each particle carries an explicit vesicle population, all particles' vesicles
     in two flat arrays (particle, node). Per step: Poisson births per (particle,
     node), migration through alias tables of ``T``, Bernoulli docking, absorption
-    (when some ``a > 0``) and decay (DESIGN §1.3), then counts per particle and
-    node (``bincount``), the log-weights of the detection model (DESIGN §2.2:
+    (when some ``a > 0``) and decay (docs/design.rst, "The model"), then counts per particle and
+    node (``bincount``), the log-weights of the detection model (:class:`nvppl.Observations`:
     binomial, ``log C(c, y) + y log p + (c - y) log(1 - p)``, ``-inf`` when
     ``c < y``; Poisson, ``y log(c + floor) - (c + floor) - log y!``), and
     systematic resampling when the ESS falls below ``threshold · N``.

@@ -1,6 +1,6 @@
-"""Benchmark: compiled simulation against vectorised NumPy (DESIGN §6).
+"""Benchmark: compiled simulation against vectorised NumPy (docs/design.rst, "Performance targets").
 
-The reference model of DESIGN §6: n = 1000 nodes, each with 8 distinct random
+The reference model of the performance targets (docs/design.rst): n = 1000 nodes, each with 8 distinct random
 out-neighbours (fixed seed) plus stay, K = 1 type and ``model.default_params()``
 (λ = 0.5 per node, p_dock = 0.2, δ = 0.05, infinite budget, no absorption,
 uniform migration rows), 200 steps, 4 runs. It measures vesicle-steps per second
@@ -19,7 +19,7 @@ of
 
 Printed: both rates, the ratio compiled(1 thread) / NumPy (target ≥ 4), the
 2-thread speed-up, the targets (≥ 50 M vesicle-steps/s on one thread), whether
-1 and 2 threads give identical traces for the same key (DESIGN §4), and a sanity
+1 and 2 threads give identical traces for the same key (docs/design.rst, "Randomness"), and a sanity
 check that both implementations simulate the same model: their mean
 vesicle-steps per run agree within a few standard errors, with the exact
 expectation nλ Σ_s (1 − (1 − δ)^(T − s)) / δ beside them. The last line printed
@@ -44,7 +44,7 @@ TARGET_RATIO = 4.0  # compiled (one thread) over NumPy
 
 
 def reference_model(n: int, degree: int = 8, seed: int = 0):
-    """The DESIGN §6 model on :func:`reference_graph` and its default parameters."""
+    """The reference model on :func:`reference_graph` and its default parameters."""
     sub = nv.Substrate.from_networkx(reference_graph(n, degree, seed), allow_stay=True)
     model = nv.VesicleModel(sub, n_types=1)
     return model, model.default_params()
@@ -134,7 +134,7 @@ class NumpyKernel:
 
 
 def numpy_simulate(kernel: NumpyKernel, n_steps: int, n_runs: int, seed: int) -> dict:
-    """Simulate ``n_runs`` runs of DESIGN §1.3 at once, vectorised over vesicles.
+    """Simulate ``n_runs`` runs of the life cycle (docs/design.rst) at once, vectorised over vesicles.
 
     Per step: Poisson births per (run, node), migration of every vesicle (the
     new ones included) through alias tables of the rows of ``T``, Bernoulli
@@ -289,13 +289,13 @@ def main(argv=None):
     del last  # free the compiled traces before timing NumPy
 
     # where a one-thread call spends its time: the simulation proper and the assembly of the columns
-    from nvppl.smc import _compiled
+    from nvppl._engine import bridge
 
-    cm = _compiled.core_model(model, params, np.zeros((runs, steps, n, 0)))
+    cm = bridge.core_model(model, params, np.zeros((runs, steps, n, 0)))
     phases = {"simulate": [], "assemble": []}
     for r in range(repeats):
         tm = {}
-        v_cols, s_cols = _compiled.core().simulate(cm, r, runs, steps, 1, tm)
+        v_cols, s_cols = bridge.engine("simulate").simulate(cm, r, runs, steps, 1, tm)
         n_core = len(s_cols["step"])
         del v_cols, s_cols
         for name in phases:

@@ -1,4 +1,4 @@
-r"""Density relaxation of the vesicle process (DESIGN §1.6, paper §5, eq. 46–53).
+r"""Density relaxation of the vesicle process (:ref:`design-density`, paper §5, eq. 46–53).
 
 Instead of following vesicles one by one, track for every node ``i`` and type
 ``κ`` the expected number of vesicles :math:`ρ[t, i, κ]` present after step
@@ -6,7 +6,7 @@ Instead of following vesicles one by one, track for every node ``i`` and type
 
 Vesicles are born by Poisson emission and then move independently, so the
 expected count obeys a *linear* recursion on the graph. One step (emission,
-migration, docking, absorption, decay, in the order of DESIGN §1.3) reads
+migration, docking, absorption, decay, in the order of :ref:`design-model`) reads
 
 .. math::
 
@@ -49,7 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._extension import load
+from ._engine.bridge import engine
+from ._validate import positive_int
 from .covariates import model_features
 from .kernels import decay, docking, emission, migration
 from .model import ModelKey
@@ -180,19 +181,14 @@ def relax(model, params, n_steps: int, covariates=None, max_age: int | None = No
     >>> round(float(dens.expected_docks[0, 0, 0]), 6)  # p_dock = 0.2 of the 0.5 arrivals
     0.1
     """
-
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    n_steps = int(n_steps)
+    n_steps = positive_int(n_steps, "n_steps")
     if model.lifetime == "countdown" and model.sigma_tau > 0:
         raise ValueError("the density of countdown lifetimes with noise sigma_tau > 0 has no closed-form "
                          "hazard; use sigma_tau=0 or estimate the density by simulation")
     if max_age is None or model.lifetime == "geometric":
         A = n_steps if model.lifetime == "countdown" else 1
     else:
-        if isinstance(max_age, bool) or not isinstance(max_age, (int, np.integer)) or max_age < 1:
-            raise ValueError(f"max_age must be a positive integer, got {max_age!r}")
-        A = min(int(max_age), n_steps)
+        A = min(positive_int(max_age, "max_age"), n_steps)
     if not _traced(params):
         params = model.check_params(params)
     per_run = covariates is not None and np.ndim(covariates) == 4
@@ -202,7 +198,7 @@ def relax(model, params, n_steps: int, covariates=None, max_age: int | None = No
         F = model_features(model, covariates, np.shape(covariates)[0] if per_run else 1, n_steps)
     p = {k: jnp.asarray(v) for k, v in params.to_dict().items() if v is not None}
     varying = isinstance(F, jax.core.Tracer) or not np.array_equal(F, np.broadcast_to(F[:, :1], F.shape))
-    run = _relaxer(ModelKey(model), n_steps, A, bool(varying))
+    run = relaxer(ModelKey(model), n_steps, A, bool(varying))
     out = jax.vmap(run, in_axes=(None, 0))(p, jnp.asarray(F))
     if not per_run:
         out = jax.tree.map(lambda x: x[0], out)
@@ -269,7 +265,7 @@ def _inflow(graph: _Graph):
 
 
 @functools.lru_cache(maxsize=32)
-def _relaxer(key: ModelKey, n_steps: int, A: int, varying: bool):
+def relaxer(key: ModelKey, n_steps: int, A: int, varying: bool):
     """The compiled relaxation of one run: ``(params, F (T, n, p)) → tuple of arrays``."""
     model = key.model
     if fast_path(model):
@@ -360,10 +356,10 @@ def _relaxer(key: ModelKey, n_steps: int, A: int, varying: bool):
     return jax.jit(run)
 
 def _recursion(sub, n_steps: int):
-    """The compiled linear recursion ``a = rec(P, src, S)`` of :mod:`nvppl._relax` as a JAX
+    """The compiled linear recursion ``a = rec(P, src, S)`` of :mod:`nvppl._engine.relax` as a JAX
     function with a custom adjoint, both run on the host through ``pure_callback``.
     Layouts: ``P (T|1, n, M, K)``, ``src (T|1, Ch, n, K)``, ``S (T|1, n, K)`` → ``a (T, Ch, n, K)``."""
-    core = load("nvppl._relax")
+    core = engine("relax")
     cand = np.ascontiguousarray(sub.candidates, dtype=np.int64)
     n_cand = np.ascontiguousarray(sub.n_candidates, dtype=np.int64)
     ptr, esrc, slot = core.incoming(cand, n_cand)
@@ -449,7 +445,7 @@ def expected_release(density: Density, h, W_act, b_act):
         + \big(\cdots\big)_β ,
 
     that is eq. 53 with the density of *docking* vesicles (release happens at
-    docking, DESIGN §1.3) and mean content :math:`C^{dock}/D`. Exact whenever the
+    docking, :ref:`design-model`) and mean content :math:`C^{dock}/D`. Exact whenever the
     density is (:func:`exact_in_mean`).
 
     Parameters
@@ -539,14 +535,14 @@ def composite_log_likelihood(density: Density, obs, p_det=None, n_mix: int | Non
         y = jnp.asarray(y, dtype=float)
         if detection == "poisson":
             base = density.rho if kind == "counts" else density.expected_docks
-            total = total + _poisson_mix(y, base, obs.floor, n_mix).sum((-1, -2))
+            total = total + poisson_mix(y, base, obs.floor, n_mix).sum((-1, -2))
         else:
             mu = predicted_mean(density, kind, detection, pd, obs.floor)
             total = total + (xlogy(y, mu) - mu - gammaln(y + 1.0)).sum((-1, -2))
     return jnp.broadcast_to(total, (obs.n_runs, obs.n_steps))
 
 
-def _poisson_mix(y, rho, floor, n_mix=None):
+def poisson_mix(y, rho, floor, n_mix=None):
     r"""``log P(y)`` for ``y = Z + X``, ``Z ~ Poisson(floor)`` independent of
     ``X | N ~ Poisson(N)``, ``N ~ Poisson(ρ)`` (Poisson detection of a Poisson count).
 

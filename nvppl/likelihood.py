@@ -1,4 +1,4 @@
-"""Log-likelihood of fully observed traces (DESIGN §1.3, exact for both lifetime families).
+"""Log-likelihood of fully observed traces (:ref:`design-model`, exact for both lifetime families).
 
 The likelihood of one run factorises over the kernels of the life cycle:
 

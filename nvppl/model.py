@@ -1,6 +1,6 @@
 """``VesicleModel``: the specification of a vesicle life-cycle model and its priors.
 
-The model of DESIGN §1.3 on a :class:`~nvppl.substrate.Substrate`: emission
+The model of :ref:`design-model` on a :class:`~nvppl.substrate.Substrate`: emission
 (eq. 9–13), migration (eq. 15–17), docking (eq. 18–19), absorption and decay
 (eq. 37–38). The model holds options that are never inferred (number of types,
 content dimension, lifetime family, emission link, tilt, budgets, temperatures)
@@ -20,8 +20,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from ._validate import as_jax_key
-from .params import PARAM_FIELDS, Params
+from ._validate import as_jax_key, nonneg_int, positive_int
+from .params import PARAM_FIELDS, Params, check_field
+from .priors import default_priors, prepare_prior, row_dirichlet
 from .spec import prior_from_json, prior_to_json
 from .substrate import Substrate
 
@@ -30,23 +31,8 @@ __all__ = ["VesicleModel", "ModelKey", "LIFETIMES", "EMISSION_LINKS"]
 LIFETIMES = ("geometric", "countdown")
 EMISSION_LINKS = ("sigmoid", "log")
 
-# Fields whose values must lie in [0, 1] / be positive.
-_PROBABILITY = ("a", "delta")
-_POSITIVE = ("r_max", "shape", "rate", "content_scale")
-
-
-def _default_priors() -> dict:
-    normal = dist.Normal(0.0, 1.5)
-    return {
-        "u": normal, "r_max": 1.0, "T": dist.Dirichlet(jnp.ones(1)), "v": normal,
-        "Q": normal, "w": normal, "w_c": normal, "a": dist.Beta(1.0, 1.0),
-        "delta": dist.Beta(1.0, 1.0), "shape": dist.Gamma(2.0, 1.0), "rate": dist.Gamma(2.0, 1.0),
-        "content_mean": normal, "content_B": normal, "content_scale": dist.HalfNormal(1.0),
-    }
-
-
 class VesicleModel:
-    """A vesicle life-cycle model on a substrate graph (DESIGN §1).
+    """A vesicle life-cycle model on a substrate graph (:ref:`design-model`).
 
     Parameters
     ----------
@@ -113,9 +99,9 @@ class VesicleModel:
         if not isinstance(substrate, Substrate):
             raise TypeError("substrate must be an nvppl.Substrate (use Substrate.from_networkx(G))")
         self.substrate = substrate
-        self.n_types = _positive_int(n_types, "n_types")
-        self.content_dim = _nonneg_int(content_dim, "content_dim")
-        self.covariate_dim = _nonneg_int(covariate_dim, "covariate_dim")
+        self.n_types = positive_int(n_types, "n_types")
+        self.content_dim = nonneg_int(content_dim, "content_dim")
+        self.covariate_dim = nonneg_int(covariate_dim, "covariate_dim")
         if lifetime not in LIFETIMES:
             raise ValueError(f"lifetime must be one of {LIFETIMES}, got {lifetime!r}")
         if emission_link not in EMISSION_LINKS:
@@ -195,7 +181,7 @@ class VesicleModel:
         unknown = set(user) - set(PARAM_FIELDS)
         if unknown:
             raise ValueError(f"unknown parameter name(s) in priors: {sorted(unknown)}; names are {list(PARAM_FIELDS)}")
-        defaults = _default_priors()
+        defaults = default_priors()
         defaults["T"] = None  # built per row below
         priors, fixed = {}, {}
         for name in PARAM_FIELDS:
@@ -214,7 +200,8 @@ class VesicleModel:
                                          "pass a value to fix it instead")
                     fixed[name] = self._default_value(name)
                     continue
-                priors[name] = self._prepare_prior(name, spec, shape)
+                priors[name] = row_dirichlet(spec, self.substrate, self.n_types) if name == "T" \
+                    else prepare_prior(name, spec, shape)
             else:
                 value = np.broadcast_to(np.asarray(spec, dtype=np.float64), shape) if np.ndim(spec) == 0 \
                     else np.asarray(spec, dtype=np.float64)
@@ -222,45 +209,8 @@ class VesicleModel:
                     raise ValueError(f"fixed value of {name!r} has shape {value.shape}, expected {shape}")
                 fixed[name] = np.array(value)
         for name, value in fixed.items():
-            self._check_field(name, value)
+            check_field(name, value, self.substrate)
         return priors, fixed
-
-    def _prepare_prior(self, name, prior, shape):
-        if name == "T":
-            return self._t_prior(prior)
-        lower = float(np.min(getattr(prior.support, "lower_bound", -np.inf)))
-        upper = float(np.max(getattr(prior.support, "upper_bound", np.inf)))
-        if name in _PROBABILITY and not (lower >= 0.0 and upper <= 1.0):
-            raise ValueError(f"the prior on {name!r} must have support in [0, 1] (a probability); "
-                             f"{type(prior).__name__} has support {prior.support}")
-        if name in _POSITIVE and not lower >= 0.0:
-            raise ValueError(f"the prior on {name!r} must have positive support; "
-                             f"{type(prior).__name__} has support {prior.support}")
-        if prior.event_shape:
-            raise ValueError(f"the prior on {name!r} must be a scalar (batched) distribution, "
-                             f"got event shape {prior.event_shape}")
-        try:
-            return prior.expand(shape).to_event(len(shape))
-        except ValueError:
-            raise ValueError(f"the prior on {name!r} has batch shape {prior.batch_shape}, "
-                             f"which does not broadcast to {shape}") from None
-
-    def _t_prior(self, prior):
-        K, n, M = self.n_types, self.n_nodes, self.substrate.max_candidates
-        if prior is None:
-            conc = np.ones((K, n, M))
-        else:
-            if not isinstance(prior, dist.Dirichlet):
-                raise ValueError("the prior on 'T' must be a numpyro Dirichlet (one per row) or a fixed array")
-            try:
-                conc = np.broadcast_to(np.asarray(prior.concentration, dtype=np.float64), (K, n, M)).copy()
-            except ValueError:
-                raise ValueError(f"the Dirichlet concentration for 'T' has shape {np.shape(prior.concentration)}, "
-                                 f"which does not broadcast to {(K, n, M)}") from None
-        mask = self.substrate.candidate_mask
-        if np.any(~(conc[:, mask] > 0)):
-            raise ValueError("the Dirichlet concentration for 'T' must be positive on every candidate slot")
-        return _RowDirichlet(np.where(mask[None], conc, 0.0), self.substrate.n_candidates)
 
     def _default_value(self, name: str) -> np.ndarray:
         """Default value of a field (used when it is not inferred, and by
@@ -369,7 +319,7 @@ class VesicleModel:
             arr = np.asarray(value, dtype=np.float64)
             if arr.shape != shape:
                 raise ValueError(f"Params field {name!r} has shape {arr.shape}, expected {shape}")
-            self._check_field(name, arr)
+            check_field(name, arr, self.substrate)
             if name in ("v", "Q", "w_c") and name in self.fixed and not np.any(self.fixed[name]) and np.any(arr):
                 what = "docking does not depend on content" if name == "w_c" else "migration has no tilt"
                 raise ValueError(f"Params field {name!r} is non-zero, but the model fixes it at 0 ({what} in this "
@@ -377,50 +327,6 @@ class VesicleModel:
                                  f"or a non-zero fixed value in the model instead")
             out[name] = arr
         return Params(**out)
-
-    def _check_field(self, name: str, arr: np.ndarray) -> None:
-        labels = self.substrate.labels
-        bad = np.argwhere(~np.isfinite(arr))
-        if len(bad):
-            raise ValueError(f"Params field {name!r} is not finite at index {tuple(bad[0].tolist())}")
-        if name in _PROBABILITY:
-            bad = np.argwhere((arr < 0) | (arr > 1))
-            if len(bad):
-                idx = tuple(bad[0].tolist())
-                where = f"node {labels[idx[0]]!r}" if name == "a" else f"type {idx[0]}"
-                raise ValueError(f"Params field {name!r} at {where} is {arr[idx].item()}, outside [0, 1]")
-        if name in _POSITIVE:
-            bad = np.argwhere(arr <= 0)
-            if len(bad):
-                idx = tuple(bad[0].tolist())
-                raise ValueError(f"Params field {name!r} at index {idx} is {arr[idx].item()}, must be > 0")
-        if name == "T":
-            self._check_T(arr)
-
-    def _check_T(self, T: np.ndarray) -> None:
-        sub = self.substrate
-        labels = sub.labels
-        mask = sub.candidate_mask
-        on_sink = np.argwhere((T != 0) & sub.is_sink[None, :, None])
-        if len(on_sink):
-            k, i, s = on_sink[0]
-            raise ValueError(f"T[type {k}, node {labels[i]!r}] must be all zero: node {labels[i]!r} is a sink "
-                             f"(no candidate move), but slot {s} holds {T[k, i, s].item()}")
-        neg = np.argwhere(T < 0)
-        if len(neg):
-            k, i, s = neg[0]
-            raise ValueError(f"T[type {k}, node {labels[i]!r}, slot {s}] = {T[k, i, s].item()} is negative")
-        off = np.argwhere((T != 0) & ~mask[None])
-        if len(off):
-            k, i, s = off[0]
-            raise ValueError(
-                f"T[type {k}, node {labels[i]!r}] puts mass {T[k, i, s].item()} on padded slot {s}, "
-                f"off the graph (node {labels[i]!r} has {sub.n_candidates[i]} candidates)")
-        sums = T.sum(-1)
-        bad = np.argwhere((np.abs(sums - 1.0) > 1e-6) & ~sub.is_sink[None])
-        if len(bad):
-            k, i = bad[0]
-            raise ValueError(f"T[type {k}, node {labels[i]!r}] sums to {sums[k, i].item()!r}, must sum to 1")
 
     # ----------------------------------------------------------- serialising
     def to_spec(self) -> dict:
@@ -503,51 +409,6 @@ def _prior_sampler(model):
 @functools.lru_cache(maxsize=32)
 def _cached_prior_sampler(key: ModelKey):
     return jax.jit(lambda rng: numpyro.handlers.seed(key.model.param_sites, rng)())
-
-
-class _RowDirichlet:
-    """Dirichlet priors on the rows of ``T``, grouped by node degree so that each
-    row has exactly as many coordinates as candidates."""
-
-    def __init__(self, concentration: np.ndarray, n_candidates: np.ndarray):
-        self.concentration = concentration  # (K, n, M), zero on padded slots
-        self.n_candidates = np.asarray(n_candidates)
-        self.groups = {int(m): np.flatnonzero(self.n_candidates == m) for m in np.unique(self.n_candidates)}
-
-    def sample_sites(self):
-        K, n, M = self.concentration.shape
-        T = jnp.zeros((K, n, M))
-        for m, nodes in self.groups.items():
-            if m == 0:
-                continue
-            if m == 1:
-                T = T.at[:, nodes, 0].set(1.0)
-                continue
-            conc = jnp.asarray(self.concentration[:, nodes, :m])
-            rows = numpyro.sample(f"T_rows_{m}", dist.Dirichlet(conc).to_event(2))
-            T = T.at[:, nodes, :m].set(rows)
-        return numpyro.deterministic("T", T)
-
-    def log_prob(self, T):
-        """Log density of ``T`` under the row priors (sum over rows of degree ≥ 2)."""
-        total = 0.0
-        for m, nodes in self.groups.items():
-            if m >= 2:
-                conc = jnp.asarray(self.concentration[:, nodes, :m])
-                total = total + dist.Dirichlet(conc).log_prob(T[:, nodes, :m]).sum()
-        return total
-
-
-def _positive_int(x, name):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
-
-
-def _nonneg_int(x, name):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {x!r}")
-    return int(x)
 
 
 def _per_type(x, K, name):

@@ -1,4 +1,4 @@
-"""``Params``: the named parameter arrays of a vesicle model (DESIGN §1.4)."""
+"""``Params``: the named parameter arrays of a vesicle model, and their checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["Params", "PARAM_FIELDS"]
+__all__ = ["Params", "PARAM_FIELDS", "PROBABILITY_FIELDS", "POSITIVE_FIELDS", "check_field", "check_T"]
+
+#: Fields whose values are probabilities (in [0, 1]).
+PROBABILITY_FIELDS = ("a", "delta")
+#: Fields whose values are positive.
+POSITIVE_FIELDS = ("r_max", "shape", "rate", "content_scale")
 
 #: Every parameter field, in a fixed order.
 PARAM_FIELDS = (
@@ -112,3 +117,64 @@ class Params:
     def __repr__(self) -> str:
         parts = [f"{k}={tuple(np.shape(v))}" for k, v in self.to_dict().items()]
         return "Params(" + ", ".join(parts) + ")"
+
+
+def check_field(name: str, arr: np.ndarray, substrate) -> None:
+    """Check the values of one field (finite; probabilities in [0, 1]; positive
+    rates and scales; rows of ``T`` on the simplex of their candidates).
+
+    Raises
+    ------
+    ValueError
+        Naming the field and the index (type, node label, slot).
+    """
+    labels = substrate.labels
+    bad = np.argwhere(~np.isfinite(arr))
+    if len(bad):
+        raise ValueError(f"Params field {name!r} is not finite at index {tuple(bad[0].tolist())}")
+    if name in PROBABILITY_FIELDS:
+        bad = np.argwhere((arr < 0) | (arr > 1))
+        if len(bad):
+            idx = tuple(bad[0].tolist())
+            where = f"node {labels[idx[0]]!r}" if name == "a" else f"type {idx[0]}"
+            raise ValueError(f"Params field {name!r} at {where} is {arr[idx].item()}, outside [0, 1]")
+    if name in POSITIVE_FIELDS:
+        bad = np.argwhere(arr <= 0)
+        if len(bad):
+            idx = tuple(bad[0].tolist())
+            raise ValueError(f"Params field {name!r} at index {idx} is {arr[idx].item()}, must be > 0")
+    if name == "T":
+        check_T(arr, substrate)
+
+def check_T(T: np.ndarray, substrate) -> None:
+    """Check a migration kernel ``T (K, n, M)``: non-negative, zero on padded
+    slots and sinks, rows summing to one (eq. 15).
+
+    Raises
+    ------
+    ValueError
+        Naming the type, node label and slot.
+    """
+    sub = substrate
+    labels = sub.labels
+    mask = sub.candidate_mask
+    on_sink = np.argwhere((T != 0) & sub.is_sink[None, :, None])
+    if len(on_sink):
+        k, i, s = on_sink[0]
+        raise ValueError(f"T[type {k}, node {labels[i]!r}] must be all zero: node {labels[i]!r} is a sink "
+                         f"(no candidate move), but slot {s} holds {T[k, i, s].item()}")
+    neg = np.argwhere(T < 0)
+    if len(neg):
+        k, i, s = neg[0]
+        raise ValueError(f"T[type {k}, node {labels[i]!r}, slot {s}] = {T[k, i, s].item()} is negative")
+    off = np.argwhere((T != 0) & ~mask[None])
+    if len(off):
+        k, i, s = off[0]
+        raise ValueError(
+            f"T[type {k}, node {labels[i]!r}] puts mass {T[k, i, s].item()} on padded slot {s}, "
+            f"off the graph (node {labels[i]!r} has {sub.n_candidates[i]} candidates)")
+    sums = T.sum(-1)
+    bad = np.argwhere((np.abs(sums - 1.0) > 1e-6) & ~sub.is_sink[None])
+    if len(bad):
+        k, i = bad[0]
+        raise ValueError(f"T[type {k}, node {labels[i]!r}] sums to {sums[k, i].item()!r}, must sum to 1")

@@ -1,6 +1,6 @@
 """The NumPyro programs of nvppl.
 
-- :func:`life_cycle` — the generative vesicle life cycle of DESIGN §1.3 as a
+- :func:`life_cycle` — the generative vesicle life cycle of :ref:`design-model` as a
   NumPyro program: a ``scan`` over steps with a fixed vesicle capacity. Every
   random choice is a sample site (``births``, ``content``, ``tau0``, ``move``,
   ``dock``, ``absorb``, ``expire``, ``tau_noise``), so the program works with
@@ -107,7 +107,7 @@ def default_capacity(model, params, features, n_steps: int) -> int:
 
 
 def life_cycle(model, features, n_steps: int, capacity: int, params=None):
-    """The generative vesicle life cycle (DESIGN §1.3) as a NumPyro program.
+    """The generative vesicle life cycle (:ref:`design-model`) as a NumPyro program.
 
     Parameters
     ----------

@@ -12,7 +12,7 @@ from ._validate import as_jax_key, positive_int, thread_count
 from .covariates import model_features
 from .errors import CapacityError
 from .programs import ModelKey, default_capacity, life_cycle
-from .smc._compiled import simulate_compiled
+from ._engine.bridge import simulate_compiled
 from .traces import Traces
 
 __all__ = ["simulate", "records_to_traces", "BACKENDS"]
@@ -35,7 +35,7 @@ def _cached_sampler(key, n_steps: int, capacity: int):
 
 def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariates=None,
              backend: str = "auto", n_threads: int | None = None, capacity: int | None = None) -> Traces:
-    """Simulate independent runs of the vesicle process (DESIGN §1.3).
+    """Simulate independent runs of the vesicle process (:ref:`design-model`).
 
     Parameters
     ----------
@@ -52,7 +52,7 @@ def simulate(model, params, n_steps: int = 200, n_runs: int = 4, key=0, covariat
         User covariates ``F``: ``(n, p)``, ``(n_steps, n, p)`` or
         ``(n_runs, n_steps, n, p)``.
     backend : {"auto", "numpyro", "compiled"}
-        ``"compiled"`` runs the compiled core (:mod:`nvppl.smc`): one task per
+        ``"compiled"`` runs the compiled engine (:mod:`nvppl._engine`): one task per
         (run, birth step), each vesicle followed from birth to removal, tasks in
         parallel over threads with one random stream each; no capacity limit.
         ``"numpyro"`` runs :func:`nvppl.programs.life_cycle`. ``"auto"`` (the

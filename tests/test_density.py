@@ -1,4 +1,4 @@
-"""The density relaxation (DESIGN §1.6, :mod:`nvppl.density`) against simulation
+"""The density relaxation (docs/design.rst, :mod:`nvppl.density`) against simulation
 and against closed forms.
 
 Statistical comparisons use fixed seeds. A per-cell comparison of a simulated

@@ -5,9 +5,9 @@ The oracle is validated against facts that do not use it:
 - normalisation: on one node the observations are the whole state, so the
   probabilities of all observation sequences (up to the cap) sum to one; the
   missing mass is bounded by Poisson tails, since each count and each dock count
-  is Poisson at a single step (DESIGN §1.6);
+  is Poisson at a single step (docs/design.rst, "The density relaxation");
 - the tower property ``Σ_y p(y_≤t) E[N_t | y_≤t] = E[N_t] = ρ_t``, with ``ρ_t`` from
-  the density recursion of DESIGN §1.6 written out here;
+  the density recursion of docs/design.rst ("The density relaxation") written out here;
 - closed forms for the first step (Poisson thinning);
 - the empirical frequencies of observation sequences simulated by
   ``nv.simulate`` (chi-square goodness of fit, categories chosen on a separate
@@ -50,7 +50,7 @@ def _rates(model, params, k):
 
 
 def _densities(model, params, k, n_steps):
-    """``ρ_t`` (counts) and ``E[D_t]`` by the recursion of DESIGN §1.6."""
+    """``ρ_t`` (counts) and ``E[D_t]`` by the density recursion (docs/design.rst)."""
     lam, p, surv = _rates(model, params, k)
     Tk = _dense_T(model, params, k)
     depleted = np.isfinite(model.budget[k])  # budget 1

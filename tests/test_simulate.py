@@ -1,7 +1,7 @@
 """Statistical checks of both simulators (compiled core and NumPyro program)
 against the model's definition.
 
-Each test compares simulated frequencies with the probabilities of DESIGN §1.3
+Each test compares simulated frequencies with the probabilities of the model (docs/design.rst, "The model")
 computed in the test (not with nvppl's kernels), once per backend. Tests are at
 level 0.001 (chi-square or z-tests as stated), with fixed seeds.
 """

@@ -7,7 +7,10 @@ included, and ``cimport`` in Cython files) and checked:
 - no cycle between modules, and none between the package's top-level parts;
 - every import points to the same layer or a lower one of :data:`LAYERS`
   (``nvppl/__init__.py`` aside, which re-exports the public names);
-- no module is longer than 600 lines (800 for a Cython ``.pyx``).
+- no module is longer than 600 lines (800 for a Cython ``.pyx``);
+- the picture of the parts' imports in ``docs/design_graph.txt`` (shown on the
+  design page) is today's: regenerate it with
+  ``python -m tests.test_structure > docs/design_graph.txt``.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "nvppl"
+GRAPH_FILE = ROOT.parent / "docs" / "design_graph.txt"
 
 #: The parts of nvppl from the bottom up; a part imports only from its own layer or lower ones.
 LAYERS = (
     ("errors", "_validate", "_files", "_devices", "_extension", "_version"),
     ("substrate",),
     ("spec",),
-    ("params", "model", "covariates"),
+    ("params", "priors", "model", "covariates"),
     ("kernels",),
     ("traces",),
     ("likelihood", "programs"),
@@ -156,6 +160,38 @@ def _layer(unit: str) -> int:
     raise KeyError(unit)
 
 
+def _part_graph() -> dict:
+    units = {}
+    for module, targets in _graph().items():
+        if _unit(module) == "__init__":
+            continue
+        units.setdefault(_unit(module), set()).update(
+            _unit(t) for t in targets if _unit(t) not in (_unit(module), "__init__"))
+    return units
+
+
+def render_graph() -> str:
+    """The parts and the parts they import, arrows implied by a longer path left
+    out (a transitive reduction), from the top layer down."""
+    graph = _part_graph()
+
+    def reach(u, seen):
+        for w in graph.get(u, ()):
+            if w not in seen:
+                seen.add(w)
+                reach(w, seen)
+        return seen
+
+    order = sorted(graph, key=lambda u: (-_layer(u), u))
+    lines = []
+    for u in order:
+        direct = graph[u]
+        implied = set().union(*[reach(w, set()) for w in direct]) if direct else set()
+        keep = sorted(direct - implied, key=lambda w: (-_layer(w), w))
+        lines.append(f"{u:<12} -> {', '.join(keep) if keep else '(nothing of nvppl)'}")
+    return "\n".join(lines) + "\n"
+
+
 def test_the_reader_sees_imports_of_every_kind(tmp_path):
     """The checks below can fail: the reader finds relative, absolute, nested and Cython imports."""
     known = {"nvppl.a", "nvppl.b", "nvppl.c", "nvppl.d", "nvppl.pkg", "nvppl.pkg.e"}
@@ -202,3 +238,12 @@ def test_no_module_is_too_long(suffix):
     long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob(f"*{suffix}")
             if (n := len(p.read_text().splitlines())) > MAX_LINES[suffix]}
     assert long == {}
+
+
+def test_the_design_page_shows_todays_imports():
+    assert GRAPH_FILE.read_text() == render_graph(), \
+        "regenerate with: python -m tests.test_structure > docs/design_graph.txt"
+
+
+if __name__ == "__main__":
+    print(render_graph(), end="")

@@ -24,10 +24,12 @@ Examples
 
 from .chip import ChipConfig
 from .compile import compile
-from .emulator import Emulator, EmulatorRun
-from .image import ChipProgram, CoreImage, ImageError, read_image
+from .emulator import Emulator
+from .emulator_run import EmulatorRun
+from .image import ChipProgram, ImageError, read_image
 from .network import LIF, STDP, Network, Population, Projection, ThreeFactor
 from .nirio import from_nir, to_nir
+from .program import CoreImage
 from .vesicles import DeploymentError
 
 __all__ = [

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Declarations of the compiled emulator (``_emulator.pyx``).
 
-All arrays are allocated from Python (``nvppl/backend/emulator.py``) and reached
+All arrays are allocated from Python (``nvppl/backend/layout.py``) and reached
 through the pointers of a :c:type:`Chip`; one call of ``tick`` advances the chip
 by one tick without the GIL. Neurons are numbered globally (cores in placement
 order, neurons in core order); so are axons and synapses.

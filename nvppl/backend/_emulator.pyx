@@ -3,15 +3,19 @@
 
 Implements the machine of ``docs/guide/emulator.rst`` exactly; the NumPy
 reference (``nvppl/backend/reference.py``) implements it independently and the
-tests compare the two bit for bit.
+tests compare the two bit for bit. The numbers of the instruction set come from
+``_isa_constants.pxi``, which the build writes from the one opcode table,
+``nvppl/backend/isa/opcodes.py``.
 """
 
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
-from ._random cimport mix
+from nvppl._engine._rng cimport splitmix
 
 import numpy as np
+
+include "_isa_constants.pxi"
 
 # counters (indices into the int64 array passed to tick)
 cdef enum:
@@ -28,37 +32,6 @@ cdef enum:
 COUNTERS = ("synaptic_ops", "neuron_updates", "instructions", "weight_updates", "packets", "flits", "hops",
             "spikes")
 
-# opcodes and registers (docs/guide/emulator.rst)
-cdef enum:
-    OP_NPC = 0
-    OP_LSIS = 1
-    OP_LSLS = 2
-    OP_LSSYN = 3
-    OP_UPTVT = 4
-    OP_UPTLS = 5
-    OP_UPTSYN = 6
-    OP_GSPRS = 7
-    OP_ADD = 8
-    OP_ADDI = 9
-    OP_SUB = 10
-    OP_SFTI = 11
-    OP_CMP = 12
-    OP_JC = 13
-
-cdef enum:
-    VT = 0
-    VTH = 1
-    I = 2
-    WGTSUM = 3
-    RES = 4
-    RAND = 5
-    WGT = 6
-    TPRE = 7
-    TPOST = 8
-    TREW = 9
-    SPK = 10
-    RWSUM = 11
-
 # errors reported by a unit
 cdef enum:
     E_OK = 0
@@ -68,7 +41,7 @@ cdef enum:
 
 
 cdef struct Unit:
-    int64_t R[16]
+    int64_t R[N_REGS]
     int flag            # sign of the last CMP
     uint64_t h          # generator key of the unit (computed on the first draw)
     int has_h
@@ -87,9 +60,9 @@ cdef struct Unit:
 
 cdef inline uint64_t draw(Unit* u, const Chip* c) noexcept nogil:
     if not u.has_h:
-        u.h = mix(mix(c.seed_mix ^ u.core_word) ^ u.unit_word)
+        u.h = splitmix(splitmix(c.seed_mix ^ u.core_word) ^ u.unit_word)
         u.has_h = 1
-    cdef uint64_t v = mix(u.h + u.n) >> 48
+    cdef uint64_t v = splitmix(u.h + u.n) >> 48
     u.n += 1
     return v
 
@@ -105,15 +78,15 @@ cdef inline int64_t sat(int64_t v, int64_t lo, int64_t hi) noexcept nogil:
 cdef inline int64_t shr(int64_t v, int64_t k, int rounding, Unit* u, const Chip* c) noexcept nogil:
     if k <= 0:
         return v
-    if rounding == 0:
+    if rounding == ROUND_FLOOR:
         return v >> k
-    if rounding == 1:
+    if rounding == ROUND_NEAREST:
         return (v + (<int64_t>1 << (k - 1))) >> k
     return (v + <int64_t>(draw(u, c) & ((<uint64_t>1 << k) - 1))) >> k
 
 
 cdef inline int64_t rd_reg(Unit* u, int r, const Chip* c) noexcept nogil:
-    if r == RAND:
+    if r == REG_RAND:
         return <int64_t>(draw(u, c) >> 1)
     return u.R[r]
 
@@ -121,7 +94,7 @@ cdef inline int64_t rd_reg(Unit* u, int r, const Chip* c) noexcept nogil:
 cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rounding) noexcept nogil:
     cdef int32_t pc = start
     cdef int32_t o, d, s, im
-    cdef int64_t a, b, v, x, y, r, p
+    cdef int64_t a, b, v, x, y, r, p, k
     cdef int64_t steps = 0
     cdef int64_t smin = c.state_min, smax = c.state_max
     while pc < end:
@@ -136,13 +109,13 @@ cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rou
         pc += 1
         if o == OP_ADD:
             a = rd_reg(u, s, c)
-            b = rd_reg(u, im & 15, c)
+            b = rd_reg(u, (im >> RT_SHIFT) & RT_MASK, c)
             u.R[d] = sat(a + b, smin, smax)
         elif o == OP_ADDI:
             u.R[d] = sat(rd_reg(u, s, c) + im, smin, smax)
         elif o == OP_SUB:
             a = rd_reg(u, s, c)
-            b = rd_reg(u, im & 15, c)
+            b = rd_reg(u, (im >> RT_SHIFT) & RT_MASK, c)
             u.R[d] = sat(a - b, smin, smax)
         elif o == OP_SFTI:
             a = rd_reg(u, s, c)
@@ -174,50 +147,52 @@ cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rou
             else:
                 u.weight[0] = sat(rd_reg(u, d, c), c.weight_min, c.weight_max)
         elif o == OP_UPTVT:
-            v = u.R[VT]
+            v = u.R[REG_VT]
             if im < 16:
                 v = v - shr(v, im, rounding, u, c)
-            u.R[VT] = sat(v + u.R[I], smin, smax)
+            u.R[REG_VT] = sat(v + u.R[REG_I], smin, smax)
         elif o == OP_UPTLS:
             a = u.R[d]
             b = rd_reg(u, s, c)
-            if im & 0x8000:
+            if (im >> UPTLS_MODE_SHIFT) & UPTLS_MODE_MASK:
                 p = b
             else:
-                p = (im & 0x7F) if b != 0 else 0
-            v = a - shr(a, (im >> 8) & 15, rounding, u, c) + p
+                p = ((im >> UPTLS_INC_SHIFT) & UPTLS_INC_MASK) if b != 0 else 0
+            v = a - shr(a, (im >> UPTLS_K_SHIFT) & UPTLS_K_MASK, rounding, u, c) + p
             u.R[d] = sat(v, 0, c.trace_max)
         elif o == OP_UPTSYN:
-            x = u.R[TPRE]
-            y = u.R[TPOST]
-            r = u.R[TREW]
-            v = (im >> 12) & 7
-            if v == 0:
+            x = u.R[REG_TPRE]
+            y = u.R[REG_TPOST]
+            r = u.R[REG_TREW]
+            v = (im >> UPTSYN_MODE_SHIFT) & UPTSYN_MODE_MASK
+            if v == SYN_PRE:
                 p = x * u.s_post
-            elif v == 1:
+            elif v == SYN_POST:
                 p = y * u.s_pre
-            elif v == 2:
+            elif v == SYN_PREPOST:
                 p = (x * y) >> c.trace_bits
             else:
                 p = (((x * y) >> c.trace_bits) * r) >> c.trace_bits
-            a = im & 0xFF
-            if a >= 128:
-                a -= 256
-            u.R[WGT] = sat(u.R[WGT] + shr(a * p, (im >> 8) & 15, rounding, u, c), c.weight_min, c.weight_max)
+            a = (im >> UPTSYN_AMPLITUDE_SHIFT) & UPTSYN_AMPLITUDE_MASK
+            if a > UPTSYN_AMPLITUDE_MASK >> 1:
+                a -= UPTSYN_AMPLITUDE_MASK + 1
+            k = (im >> UPTSYN_SHIFT_SHIFT) & UPTSYN_SHIFT_MASK
+            u.R[REG_WGT] = sat(u.R[REG_WGT] + shr(a * p, k, rounding, u, c), c.weight_min, c.weight_max)
         elif o == OP_GSPRS:
-            if u.R[VT] >= u.R[VTH]:
-                u.R[VT] = u.R[RES]
-                u.R[SPK] = 1
+            if u.R[REG_VT] >= u.R[REG_VTH]:
+                u.R[REG_VT] = u.R[REG_RES]
+                u.R[REG_SPK] = 1
                 u.fired = 1
             else:
-                u.R[SPK] = 0
+                u.R[REG_SPK] = 0
         elif o == OP_CMP:
             a = rd_reg(u, s, c)
-            b = rd_reg(u, im & 15, c)
+            b = rd_reg(u, (im >> RT_SHIFT) & RT_MASK, c)
             u.flag = (a > b) - (a < b)
         elif o == OP_JC:
-            if (d == 0 or (d == 1 and u.flag == 0) or (d == 2 and u.flag != 0) or (d == 3 and u.flag < 0)
-                    or (d == 4 and u.flag >= 0) or (d == 5 and u.flag > 0) or (d == 6 and u.flag <= 0)):
+            if (d == COND_AL or (d == COND_EQ and u.flag == 0) or (d == COND_NE and u.flag != 0)
+                    or (d == COND_LT and u.flag < 0) or (d == COND_GE and u.flag >= 0)
+                    or (d == COND_GT and u.flag > 0) or (d == COND_LE and u.flag <= 0)):
                 pc = pc + im
         elif o == OP_NPC:
             steps -= 1
@@ -226,9 +201,14 @@ cdef int run_section(Unit* u, const Chip* c, int32_t start, int32_t end, int rou
     return 0
 
 
+cdef inline int64_t section(int32_t core, int s) noexcept nogil:
+    """Index in ``Chip.sec`` of the start of section ``s`` of ``core`` (its end follows)."""
+    return 2 * (N_SECTIONS * <int64_t>core + s)
+
+
 cdef inline void unit_init(Unit* u, uint64_t core_word, uint64_t unit_word) noexcept nogil:
     cdef int k
-    for k in range(16):
+    for k in range(N_REGS):
         u.R[k] = 0
     u.flag = 0
     u.has_h = 0
@@ -311,17 +291,19 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
             before[c.n_slots + 1] = tr[1]
             before[c.n_slots + 2] = tr[2]
         unit_init(&u, <uint64_t>c.core_id[core], (<uint64_t>(g - c.nbase[core]) << 32) | <uint64_t>t)
-        u.R[WGTSUM] = sat(c.acc_w[g], c.state_min, c.state_max)
-        u.R[RWSUM] = sat(c.acc_r[g], c.state_min, c.state_max)
+        u.R[REG_WGTSUM] = sat(c.acc_w[g], c.state_min, c.state_max)
+        u.R[REG_RWSUM] = sat(c.acc_r[g], c.state_min, c.state_max)
         c.acc_w[g] = 0
         c.acc_r[g] = 0
         u.state = st
         u.traces = tr
-        if run_section(&u, c, c.sec[6 * core + 2], c.sec[6 * core + 3], c.rounding[core]):
+        if run_section(&u, c, c.sec[section(core, SEC_NEURON)], c.sec[section(core, SEC_NEURON) + 1],
+                       c.rounding[core]):
             err_unit[0] = g
             return -1 - u.error
         u.flag = 0
-        if run_section(&u, c, c.sec[6 * core + 4], c.sec[6 * core + 5], c.rounding[core]):
+        if run_section(&u, c, c.sec[section(core, SEC_TRACE)], c.sec[section(core, SEC_TRACE) + 1],
+                       c.rounding[core]):
             err_unit[0] = g
             return -1 - u.error
         counters[C_UPDATES] += 1
@@ -355,14 +337,15 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
                     and c.traces[3 * tgt + 1] == 0 and c.traces[3 * tgt + 2] == 0:
                 continue
             unit_init(&u, <uint64_t>c.core_id[core], ((<uint64_t>1 << 30) + <uint64_t>c.pl_unit[q]) << 32 | <uint64_t>t)
-            u.R[TPRE] = c.traces[3 * j]
-            u.R[TPOST] = c.traces[3 * tgt + 1]
-            u.R[TREW] = c.traces[3 * tgt + 2]
+            u.R[REG_TPRE] = c.traces[3 * j]
+            u.R[REG_TPOST] = c.traces[3 * tgt + 1]
+            u.R[REG_TREW] = c.traces[3 * tgt + 2]
             u.s_pre = c.spiked[j]
             u.s_post = c.spiked[tgt]
             wtmp = c.syn[syn].weight
             u.weight = &wtmp
-            if run_section(&u, c, c.sec[6 * core], c.sec[6 * core + 1], c.rounding[core]):
+            if run_section(&u, c, c.sec[section(core, SEC_WEIGHT)], c.sec[section(core, SEC_WEIGHT) + 1],
+                           c.rounding[core]):
                 err_unit[0] = syn
                 return -100 - u.error
             c.syn[syn].weight = <int16_t>wtmp
@@ -371,6 +354,11 @@ cdef int64_t tick_nogil(Chip* c, int64_t t, const int32_t* fired_in, int64_t n_f
         memset(c.spiked, 0, c.n_neurons)
     n_fired_out[0] = n_out
     return n_next
+
+
+def isa_constants():
+    """The ISA constants this module was compiled with, by name (see ``nvppl.backend.isa.opcodes``)."""
+    return dict(ISA_CONSTANTS)
 
 
 cdef class Machine:

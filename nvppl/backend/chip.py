@@ -13,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import operator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
 
+from .._validate import integer
+from .isa.opcodes import ROUNDINGS
+
 __all__ = ["RANDOM_MODES", "ROUNDING_MODES", "ChipConfig"]
 
-#: Rounding modes of ``shr`` (see *Rounding* in the guide).
-ROUNDING_MODES = ("floor", "nearest", "stochastic")
+#: Rounding modes of ``shr`` (see *Rounding* in the guide), in the order of their codes.
+ROUNDING_MODES = ROUNDINGS
 
 #: Random generators a core can run: only the counter-based one of the guide.
 RANDOM_MODES = ("counter",)
@@ -35,9 +37,7 @@ _MAX_SYNAPSE_WORDS = 2**20  # the first-synapse field of an axon header has 20 b
 
 def _integer(name, value, lo, hi=None):
     """Return ``value`` as an ``int`` after checking ``lo <= value <= hi``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = operator.index(value)
+    value = integer(value, name, None, error=TypeError)
     if value < lo or (hi is not None and value > hi):
         bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} = {value} is out of range: must be {bounds}")

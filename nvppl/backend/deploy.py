@@ -4,19 +4,12 @@
 :class:`~nvppl.VesicleModel` with a :class:`~nvppl.infer.Fit` or
 :class:`~nvppl.Params` into a :class:`~nvppl.backend.ChipProgram`: graph nodes
 are placed on *node cores*, several per core, in an order that keeps likely
-migrations on one core or on neighbouring cores; every node core holds the
-quantised tables of :func:`~nvppl.backend.vesicles.quantize` for its nodes in
-its table memory (``docs/guide/emulator.rst``, "Vesicles on the chip"):
-
-- **types** (one word per type): bits 16–0 the docking threshold, 33–17 the
-  decay threshold, 37–34 the budget (15 = unlimited);
-- **emission** (``table_len`` words per type): bits 16–0 a cumulative
-  emission-count threshold;
-- **nodes** (one word per hosted node): bits 19–0 the graph node, 27–20 its
-  number of candidates (0 on a sink), 44–28 its absorption threshold;
-- **migration** (per hosted node, per type, one word per candidate): bits 16–0
-  the cumulative threshold, 36–17 the candidate node, 46–37 the core id of the
-  core holding it.
+migrations on one core or on neighbouring cores (:func:`node_order`); every
+node core holds the quantised tables of
+:func:`~nvppl.backend.vesicles.quantize` for its nodes in its table memory
+(:func:`node_core_images`; the word layouts are those of
+:mod:`nvppl.backend.program`, and ``docs/guide/emulator.rst``, "Vesicles on the
+chip").
 
 With a spiking base network attached, each (node, type) that releases onto
 neurons gets a *release port*: a relay of the input population
@@ -29,101 +22,30 @@ at a node in the same tick release α_κ once.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+from .._validate import positive_int
 from ..errors import CapacityError
+from ..infer.fit import Fit
+from ..model import VesicleModel
 from ..params import Params
 from .chip import ChipConfig
-from .image import ChipProgram, field as _field
-from .noc import hop_distance
-from .vesicles import ONE, VesicleTables, emission_rates, quantize
+from .compile_network import compile_network
+from .image import ChipProgram
+from .network import Network
+from .program import NodeCoreImage, VesicleProgram
+from .vesicles import VesicleTables, emission_rates, quantize
 
+__all__ = ["MAX_CANDIDATES", "MAX_NODES", "RELEASE_POPULATION", "compile_vesicles", "default_nodes_per_core",
+           "node_core_images", "node_order", "select_params"]
+
+#: The input population of the release ports.
 RELEASE_POPULATION = "vesicle_release"
-NODE_CONFIG = ("n_nodes", "n_types", "table_len", "nodes_words", "migration_words")
 MAX_NODES = 1 << 20        # 20-bit node fields
 MAX_CANDIDATES = 255       # 8-bit candidate count
-_T17 = (1 << 17) - 1
-
-
-@dataclass(eq=False)
-class NodeCoreImage:
-    """The memory of one node core (table words, 48-bit).
-
-    Attributes
-    ----------
-    x, y : int
-    config : dict
-        ``n_nodes``, ``n_types``, ``table_len``, ``nodes_words``, ``migration_words``.
-    types, emission, nodes, migration : numpy.ndarray of uint64
-        The table regions (layouts in the module docstring).
-    """
-
-    x: int
-    y: int
-    config: dict
-    types: np.ndarray
-    emission: np.ndarray
-    nodes: np.ndarray
-    migration: np.ndarray
-
-    @property
-    def table_words(self) -> int:
-        return len(self.types) + len(self.emission) + len(self.nodes) + len(self.migration)
-
-    def equals(self, other) -> bool:
-        return ((self.x, self.y) == (other.x, other.y) and self.config == other.config
-                and all(np.array_equal(getattr(self, f), getattr(other, f))
-                        for f in ("types", "emission", "nodes", "migration")))
-
-
-@dataclass(eq=False)
-class VesicleProgram:
-    """The vesicle part of a :class:`~nvppl.backend.ChipProgram`.
-
-    Attributes
-    ----------
-    model : VesicleModel
-    params : Params
-        The parameters asked for (e.g. the posterior mean).
-    quantized_params : Params
-        The parameters actually deployed.
-    report : pandas.DataFrame or None
-        Worst-case and typical quantisation error per kernel (None when read from an image).
-    cores : list of NodeCoreImage
-    ports : numpy.ndarray, (P, 2)
-        (node, type) of each release port, in port order (empty without a base network).
-    source : str
-        Where the parameters came from.
-    """
-
-    model: object
-    params: Params
-    quantized_params: Params
-    report: object
-    cores: list
-    ports: np.ndarray
-    source: str = "params"
-
-    @property
-    def node_core(self) -> np.ndarray:
-        """Node core (index into ``cores``) of every graph node."""
-        out = np.full(self.model.n_nodes, -1, dtype=np.int64)
-        for k, core in enumerate(self.cores):
-            out[_field(core.nodes, 0, 20)] = k
-        return out
-
-    def tables(self) -> VesicleTables:
-        """The tables the node cores hold, decoded (identical on every core for the per-type ones)."""
-        return decode_tables(self.cores, self.model)
-
-    def expected_hops(self, chip: ChipConfig) -> float:
-        """Mean tile hops of one migration step, rows of T weighted equally (the placement's cost)."""
-        return expected_hops(self.quantized_params, self.model, self.node_core,
-                             [(c.x, c.y) for c in self.cores], chip)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,8 +59,6 @@ def select_params(model, fit_or_params, draw=None):
     mean by default, ``draw=i`` the i-th draw over chains × draws, ``draw=(c, d)``
     draw d of chain c.
     """
-    from ..infer.fit import Fit
-
     if isinstance(fit_or_params, Params):
         if draw is not None:
             raise TypeError("draw= selects posterior draws of a Fit; Params are deployed as they are")
@@ -200,24 +120,15 @@ def default_nodes_per_core(model, quantized, chip: ChipConfig) -> int:
     return int(max(1, min(model.n_nodes, chip.mailbox_words // max(1.0, 8.0 * per_node))))
 
 
-def expected_hops(params, model, node_core, tiles, chip) -> float:
-    """Mean over types and non-sink nodes of Σ_j T_κ[ℓ, j] · hops(core(ℓ), core(c_j))."""
-    cand = np.asarray(model.substrate.candidates)
-    T = np.asarray(params.T, dtype=float)
-    core_id = np.array([chip.core_id(x, y) for x, y in tiles], dtype=np.int64)[node_core]
-    hops = np.where(cand >= 0, hop_distance(chip, core_id[:, None], core_id[np.maximum(cand, 0)]), 0)
-    rows = (cand >= 0).any(axis=1)
-    if not rows.any():
-        return 0.0
-    return float((T * hops[None]).sum(axis=-1)[:, rows].mean())
-
-
 # ---------------------------------------------------------------------------------------------
 # table words
 
 
 def node_core_images(model, tables: VesicleTables, groups, tiles, chip: ChipConfig) -> list:
-    """One :class:`NodeCoreImage` per group of nodes, at ``tiles``."""
+    """One :class:`~nvppl.backend.program.NodeCoreImage` per group of nodes, at ``tiles``.
+
+    The inverse of :func:`nvppl.backend.program.decode_tables`.
+    """
     K = model.n_types
     cand = np.asarray(model.substrate.candidates)
     ncand = (cand >= 0).sum(axis=1)
@@ -248,65 +159,12 @@ def node_core_images(model, tables: VesicleTables, groups, tiles, chip: ChipConf
     return out
 
 
-def decode_tables(cores, model) -> VesicleTables:
-    """The :class:`VesicleTables` held by node cores (the inverse of :func:`node_core_images`)."""
-    K, n = model.n_types, model.n_nodes
-    cand = np.asarray(model.substrate.candidates)
-    M = cand.shape[1]
-    if not cores:
-        raise ValueError("the program has no node cores")
-    first = cores[0]
-    for core in cores[1:]:
-        if not (np.array_equal(core.types, first.types) and np.array_equal(core.emission, first.emission)):
-            raise ValueError(f"node core ({core.x}, {core.y}) holds type or emission tables that differ from "
-                             f"those of node core ({first.x}, {first.y})")
-    if len(first.types) != K:
-        raise ValueError(f"node core ({first.x}, {first.y}) has {len(first.types)} type words; the model has "
-                         f"{K} types")
-    dock, decay, budget = _field(first.types, 0, 17), _field(first.types, 17, 17), _field(first.types, 34, 4)
-    L = first.config["table_len"]
-    emission = _field(first.emission, 0, 17).reshape(K, L)
-    absorb = np.zeros(n, dtype=np.int64)
-    migration = np.zeros((K, n, M), dtype=np.int64)
-    seen = np.zeros(n, dtype=bool)
-    for core in cores:
-        where = f"node core ({core.x}, {core.y})"
-        nodes = _field(core.nodes, 0, 20)
-        nc = _field(core.nodes, 20, 8)
-        if np.any(nodes >= n) or np.any(seen[nodes]):
-            raise ValueError(f"{where}: its node table names a node beyond the model's {n} or one already placed")
-        seen[nodes] = True
-        absorb[nodes] = _field(core.nodes, 28, 17)
-        pos = 0
-        for node, c in zip(nodes, nc):
-            if c != int((cand[node] >= 0).sum()):
-                raise ValueError(f"{where}: node {node} has {c} candidates in its table, the substrate "
-                                 f"{int((cand[node] >= 0).sum())}")
-            for k in range(K):
-                words = core.migration[pos:pos + c]
-                if len(words) != c:
-                    raise ValueError(f"{where}: the migration table ends inside node {node}'s rows")
-                if np.any(_field(words, 17, 20) != cand[node, :c]):
-                    raise ValueError(f"{where}: node {node}, type {k}: the migration table's destinations "
-                                     "differ from the substrate's candidates")
-                migration[k, node, :c] = _field(words, 0, 17)
-                migration[k, node, c:] = ONE if c else 0
-                pos += c
-        if pos != len(core.migration):
-            raise ValueError(f"{where}: {len(core.migration) - pos} migration words are not used by any node")
-    if not seen.all():
-        raise ValueError(f"graph node {int(np.flatnonzero(~seen)[0])} is on no node core")
-    return VesicleTables(emission, migration, dock, absorb, decay, budget)
-
-
 # ---------------------------------------------------------------------------------------------
 # compile
 
 
 def _release_network(network, model, release, amplitude):
     """A copy of ``network`` with the release ports and their reward projections; the ports (node, type)."""
-    from .network import Network
-
     if not isinstance(network, Network):
         raise TypeError(f"network must be an nvppl.backend.Network, got {type(network).__name__}")
     K = model.n_types
@@ -346,8 +204,8 @@ def _release_network(network, model, release, amplitude):
                              f"dtype {raw.dtype}")
         bad = (raw < 0) | (raw >= pops[name].size)
         if bad.any():
-            raise ValueError(f"release[{label!r}]: index {int(raw[bad][0])}; neuron indices of population {name!r} must lie in "
-                             f"0..{pops[name].size - 1}")
+            raise ValueError(f"release[{label!r}]: index {int(raw[bad][0])}; neuron indices of population {name!r} "
+                             f"must lie in 0..{pops[name].size - 1}")
         idx = np.unique(raw.astype(np.int64))
         targets.append((node, name, idx))
     ports = [(node, k) for node, _, _ in targets for k in range(K) if amp[k] != 0]
@@ -373,9 +231,6 @@ def _release_network(network, model, release, amplitude):
 def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, release=None, release_amplitude=None,
                      nodes_per_core=None, draw=None) -> ChipProgram:
     """Compile a vesicle model (and optionally a base network); see :func:`nvppl.backend.compile`."""
-    from ..model import VesicleModel
-    from .compile import _compile_network
-
     if not isinstance(model, VesicleModel):
         raise TypeError(f"model must be a VesicleModel, got {type(model).__name__}")
     params, source = select_params(model, fit_or_params, draw)
@@ -395,7 +250,7 @@ def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, re
     if network is not None:
         if release is not None:
             network, ports = _release_network(network, model, release, release_amplitude)
-        base = _compile_network(network, chip)
+        base = compile_network(network, chip)
     else:
         base = ChipProgram(chip, [], [], [])
     used = {(c.x, c.y) for c in base.cores}
@@ -404,8 +259,7 @@ def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, re
     # placement of the graph nodes
     if nodes_per_core is None:
         nodes_per_core = default_nodes_per_core(model, quantized, chip)
-    if isinstance(nodes_per_core, bool) or not isinstance(nodes_per_core, (int, np.integer)) or nodes_per_core < 1:
-        raise ValueError(f"nodes_per_core must be a positive integer, got {nodes_per_core!r}")
+    nodes_per_core = positive_int(nodes_per_core, "nodes_per_core")
     order = node_order(model, quantized)
     groups = [order[i:i + nodes_per_core] for i in range(0, n, nodes_per_core)]
     if len(groups) > len(free):

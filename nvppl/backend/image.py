@@ -2,93 +2,49 @@
 
 A :class:`ChipProgram` is what :func:`nvppl.backend.compile` produces and
 :class:`nvppl.backend.Emulator` runs: the memory contents of every used core
-(:class:`CoreImage`) plus the names needed to read results back. It is written
-as a directory holding ``manifest.yaml`` and one ``core_X_Y.txt`` per core. Each
-core file has one line per memory write::
+(:class:`~nvppl.backend.program.CoreImage`, and the node cores of a deployed
+vesicle model) plus the names needed to read results back. It is written as a
+folder holding ``manifest.yaml`` and one ``core_X_Y.txt`` per core. Each core
+file has one line per memory write::
 
     # tick op x y address value
     0 W 1 0 0x00000000 0x000000000003
 
-``address`` is ``region · 2²⁴ + offset`` (regions: :data:`REGIONS`), ``value``
-the word in hexadecimal (two's complement at the word's width). Zero state and
-trace words are not written; the sizes live in the config registers, so reading
-the image back reproduces the program exactly.
-
-Memory words (48-bit unless noted):
-
-- **instruction**: 32-bit ISA words (:mod:`nvppl.backend.isa`).
-- **state / trace**: per neuron, ``state_slots`` signed words / 3 traces.
-- **axon out** (one per (source neuron, destination core, class)): bits 11–0 the
-  source neuron on this core, 21–12 the destination core id (y · width + x),
-  24–22 the packet class, 47–25 the destination axon.
-- **axon in** (two words per incoming axon): word 0 bits 19–0 the first synapse,
-  32–20 the synapse count; word 1 bits 9–0 the source core id, 21–10 the source
-  neuron on its core, bit 22 set for an external input (from the controller).
-- **synapse**: bits 15–0 the weight (two's complement), 27–16 the target neuron
-  on this core, bit 28 plastic, bit 29 reward.
+``address`` is ``region · 2²⁴ + offset`` (regions:
+:data:`~nvppl.backend.program.REGIONS`), ``value`` the word in hexadecimal
+(two's complement at the word's width). Zero state and trace words are not
+written; the sizes live in the config registers, so reading the image back
+reproduces the program exactly. The word layouts are those of
+:mod:`nvppl.backend.program`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import yaml
 
+from .._files import atomic_dir, write_text
+from ..model import VesicleModel
+from ..params import Params
 from .chip import ChipConfig
+from .program import (
+    CONFIG_REGISTERS,
+    NODE_CONFIG,
+    REGIONS,
+    CoreImage,
+    NodeCoreImage,
+    VesicleProgram,
+    signed,
+)
 
-#: Memory regions of a core (address bits 31–24).
-REGIONS = {"config": 0, "instruction": 1, "state": 2, "trace": 3, "axon_out": 4, "axon_in": 5, "synapse": 6,
-           "vesicle_types": 7, "vesicle_emission": 8, "vesicle_nodes": 9, "vesicle_migration": 10, "mailbox": 11}
+__all__ = ["FORMAT", "ChipProgram", "ImageError", "core_lines", "node_core_lines", "read_image", "write_image"]
 
-#: Config registers of a core, by offset in the config region.
-CONFIG_REGISTERS = ("n_neurons", "rounding", "learning_interval", "program_words", "state_slots",
-                    "axon_out_words", "axon_in_words", "synapse_words", "population", "first_neuron")
-
-ROUNDING_CODES = {"floor": 0, "nearest": 1, "stochastic": 2}
-
-@dataclass(eq=False)
-class CoreImage:
-    """The memory of one neuron core.
-
-    Attributes
-    ----------
-    x, y : int
-        Tile coordinates.
-    config : dict[str, int]
-        Config registers (:data:`CONFIG_REGISTERS`).
-    program : numpy.ndarray of uint32
-        Instruction memory.
-    state : numpy.ndarray of int64, (n_neurons, state_slots)
-        Initial neuron state.
-    traces : numpy.ndarray of int64, (n_neurons, 3)
-        Initial traces (x, y, r).
-    axon_out, axon_in, synapses : numpy.ndarray of uint64
-        Axon table and synapse memory (48-bit words).
-    """
-
-    x: int
-    y: int
-    config: dict
-    program: np.ndarray
-    state: np.ndarray
-    traces: np.ndarray
-    axon_out: np.ndarray
-    axon_in: np.ndarray
-    synapses: np.ndarray
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.config["n_neurons"])
-
-    def equals(self, other: "CoreImage") -> bool:
-        """True when both cores hold the same memory."""
-        return (
-            (self.x, self.y) == (other.x, other.y) and self.config == other.config
-            and all(np.array_equal(getattr(self, f), getattr(other, f))
-                    for f in ("program", "state", "traces", "axon_out", "axon_in", "synapses"))
-        )
+#: The ``format`` entry of an image's manifest.
+FORMAT = "nvppl-chip-image/1"
 
 
 @dataclass(eq=False)
@@ -176,18 +132,23 @@ class ChipProgram:
                 return k
         raise KeyError(f"no population named {name!r}; the program has {[p['name'] for p in self.populations]}")
 
-    def equals(self, other: "ChipProgram") -> bool:
+    def equals(self, other: ChipProgram) -> bool:
         """True when both programs configure the chip identically."""
         return (
             self.chip == other.chip and len(self.cores) == len(other.cores)
             and all(a.equals(b) for a, b in zip(self.cores, other.cores))
             and self.populations == other.populations and self.projections == other.projections
             and (self.vesicles is None) == (other.vesicles is None)
-            and (self.vesicles is None or _same_vesicles(self.vesicles, other.vesicles))
+            and (self.vesicles is None or self.vesicles.equals(other.vesicles))
         )
 
     def write(self, directory) -> None:
-        """Write the configuration image to ``directory`` (created if needed).
+        """Write the configuration image to folder ``directory``.
+
+        The folder is assembled beside ``directory`` and put in its place only
+        when complete, so a failed write leaves a previous image there as it
+        was. An existing folder is replaced only when it holds nothing but an
+        image (``manifest.yaml`` and ``core_X_Y.txt`` files).
 
         Examples
         --------
@@ -204,57 +165,66 @@ class ChipProgram:
         write_image(self, directory)
 
 
-def _same_vesicles(a, b) -> bool:
-    return (a.model.to_json() == b.model.to_json() and len(a.cores) == len(b.cores)
-            and all(x.equals(y) for x, y in zip(a.cores, b.cores)) and np.array_equal(a.ports, b.ports)
-            and all(np.allclose(np.asarray(getattr(a.quantized_params, f)), np.asarray(getattr(b.quantized_params, f)),
-                                rtol=0, atol=1e-15) for f in a.quantized_params.to_dict()))
-
-
 def _hex(value: int, width: int) -> str:
     return f"0x{value & ((1 << width) - 1):0{width // 4}x}"
 
 
-def field(words, lo: int, width: int) -> np.ndarray:
-    """Bits ``lo .. lo + width - 1`` of unsigned ``words`` (int64)."""
-    return ((np.asarray(words, dtype=np.uint64) >> np.uint64(lo)) & np.uint64((1 << width) - 1)).astype(np.int64)
+def _line(x: int, y: int, region: str, offset: int, value, width: int = 48) -> str:
+    """The image line of one configuration write."""
+    return f"0 W {x} {y} {_hex((REGIONS[region] << 24) | offset, 32)} {_hex(int(value), width)}"
 
 
-def signed(words, bits: int) -> np.ndarray:
-    """The low ``bits`` of unsigned ``words`` read as two's complement (int64)."""
-    v = np.asarray(words, dtype=np.uint64) & np.uint64((1 << bits) - 1)
-    v = v.astype(np.int64)
-    return np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+def _region_lines(x: int, y: int, region: str, words, width: int = 48) -> list[str]:
+    """The image lines of the words of a region, from offset 0."""
+    return [_line(x, y, region, k, word, width) for k, word in enumerate(words)]
 
 
 def core_lines(core: CoreImage) -> list[str]:
-    """The image lines of one core."""
+    """The image lines of one neuron core."""
     x, y = core.x, core.y
     lines = [f"# core ({x}, {y}); tick op x y address value"]
-
-    def put(region, offset, value, width):
-        lines.append(f"0 W {x} {y} {_hex((REGIONS[region] << 24) | offset, 32)} {_hex(int(value), width)}")
-
-    for k, name in enumerate(CONFIG_REGISTERS):
-        put("config", k, core.config[name], 48)
-    for k, word in enumerate(core.program):
-        put("instruction", k, int(word), 32)
-    slots = core.state.shape[1]
-    for i, s in zip(*np.nonzero(core.state)):
-        put("state", int(i) * slots + int(s), int(core.state[i, s]), 16)
-    for i, s in zip(*np.nonzero(core.traces)):
-        put("trace", int(i) * 3 + int(s), int(core.traces[i, s]), 16)
+    lines += _region_lines(x, y, "config", [core.config[name] for name in CONFIG_REGISTERS])
+    lines += _region_lines(x, y, "instruction", core.program, 32)
+    for region, memory in (("state", core.state), ("trace", core.traces)):
+        slots = memory.shape[1]
+        lines += [_line(x, y, region, int(i) * slots + int(s), memory[i, s], 16) for i, s in zip(*np.nonzero(memory))]
     for region, words in (("axon_out", core.axon_out), ("axon_in", core.axon_in), ("synapse", core.synapses)):
-        for k, word in enumerate(words):
-            put(region, k, int(word), 48)
+        lines += _region_lines(x, y, region, words)
     return lines
 
 
-def write_image(prog: ChipProgram, directory) -> None:
-    """Write ``prog`` as ``manifest.yaml`` plus one ``core_X_Y.txt`` per core."""
-    os.makedirs(directory, exist_ok=True)
+def node_core_lines(core: NodeCoreImage) -> list[str]:
+    """The image lines of one node core."""
+    x, y = core.x, core.y
+    lines = [f"# node core ({x}, {y}); tick op x y address value"]
+    lines += _region_lines(x, y, "config", [core.config[name] for name in NODE_CONFIG])
+    for region, words in (("vesicle_types", core.types), ("vesicle_emission", core.emission),
+                          ("vesicle_nodes", core.nodes), ("vesicle_migration", core.migration)):
+        lines += _region_lines(x, y, region, words)
+    return lines
+
+
+def _params_to_plain(params) -> dict:
+    """Each field as {shape, values (flat)}: floats print in full precision, so reading back is exact."""
+    return {k: {"shape": list(np.shape(v)), "values": np.asarray(v, dtype=float).reshape(-1).tolist()}
+            for k, v in params.to_numpy().to_dict().items()}
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def _manifest(prog: ChipProgram) -> dict:
     manifest = {
-        "format": "nvppl-chip-image/1",
+        "format": FORMAT,
         "chip": prog.chip.to_dict(),
         "cores": [[c.x, c.y] for c in prog.cores],
         "populations": prog.populations,
@@ -268,26 +238,39 @@ def write_image(prog: ChipProgram, directory) -> None:
             "params": _params_to_plain(ves.params), "quantized_params": _params_to_plain(ves.quantized_params),
             "node_cores": [[c.x, c.y] for c in ves.cores], "ports": ves.ports.tolist(),
         }
-    with open(os.path.join(directory, "manifest.yaml"), "w") as fh:
-        yaml.safe_dump(_plain(manifest), fh, sort_keys=False)
+    return _plain(manifest)
+
+
+def _is_image_file(name: str) -> bool:
+    return name == "manifest.yaml" or (name.startswith("core_") and name.endswith(".txt"))
+
+
+def write_image(prog: ChipProgram, directory) -> None:
+    """Write ``prog`` as ``manifest.yaml`` plus one ``core_X_Y.txt`` per core (see :meth:`ChipProgram.write`).
+
+    Raises
+    ------
+    FileExistsError
+        When ``directory`` holds files that are not part of an image (they
+        would be lost); nothing is written.
+    OSError
+        When a write fails; a previous image in ``directory`` is then unchanged.
+    """
+    target = Path(directory)
+    if target.is_dir():
+        other = sorted(p.name for p in target.iterdir() if not _is_image_file(p.name))
+        if other:
+            raise FileExistsError(f"{target} holds files that are not part of a chip image ({other[0]!r}"
+                                  f"{', ...' if len(other) > 1 else ''}); write the image to a new or empty folder "
+                                  "or over an image")
+    files = {"manifest.yaml": yaml.safe_dump(_manifest(prog), sort_keys=False)}
     for core in prog.cores:
-        with open(os.path.join(directory, f"core_{core.x}_{core.y}.txt"), "w") as fh:
-            fh.write("\n".join(core_lines(core)) + "\n")
-    for core in (ves.cores if ves is not None else ()):
-        with open(os.path.join(directory, f"core_{core.x}_{core.y}.txt"), "w") as fh:
-            fh.write("\n".join(node_core_lines(core)) + "\n")
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
+        files[f"core_{core.x}_{core.y}.txt"] = "\n".join(core_lines(core)) + "\n"
+    for core in (prog.vesicles.cores if prog.vesicles is not None else ()):
+        files[f"core_{core.x}_{core.y}.txt"] = "\n".join(node_core_lines(core)) + "\n"
+    with atomic_dir(target) as folder:
+        for name, text in files.items():
+            write_text(folder / name, text)
 
 
 class ImageError(ValueError):
@@ -386,7 +369,7 @@ def read_image(directory) -> ChipProgram:
             manifest = yaml.safe_load(fh)
         except yaml.YAMLError as exc:
             raise ImageError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "nvppl-chip-image/1":
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ImageError(f"{path}: not an nvppl chip image manifest")
     missing = [k for k in ("chip", "cores", "populations", "projections") if k not in manifest]
     if missing:
@@ -402,28 +385,7 @@ def read_image(directory) -> ChipProgram:
     return ChipProgram(chip, cores, manifest["populations"], manifest["projections"], vesicles=vesicles)
 
 
-def node_core_lines(core) -> list[str]:
-    """The image lines of one node core (layouts in :mod:`nvppl.backend.deploy`)."""
-    from .deploy import NODE_CONFIG
-
-    x, y = core.x, core.y
-    lines = [f"# node core ({x}, {y}); tick op x y address value"]
-
-    def put(region, offset, value):
-        lines.append(f"0 W {x} {y} {_hex((REGIONS[region] << 24) | offset, 32)} {_hex(int(value), 48)}")
-
-    for k, name in enumerate(NODE_CONFIG):
-        put("config", k, core.config[name])
-    for region, words in (("vesicle_types", core.types), ("vesicle_emission", core.emission),
-                          ("vesicle_nodes", core.nodes), ("vesicle_migration", core.migration)):
-        for k, word in enumerate(words):
-            put(region, k, int(word))
-    return lines
-
-
 def _parse_node_core(path, x, y):
-    from .deploy import NODE_CONFIG, NodeCoreImage
-
     regs = _read_words(path, x, y)
     _unexpected(regs, path, ("config", "vesicle_types", "vesicle_emission", "vesicle_nodes", "vesicle_migration"))
     cfg = _config(regs, path, NODE_CONFIG)
@@ -434,22 +396,11 @@ def _parse_node_core(path, x, y):
                          _dense(regs, path, "vesicle_migration", cfg["migration_words"], "migration"))
 
 
-def _params_to_plain(params) -> dict:
-    """Each field as {shape, values (flat)}: floats print in full precision, so reading back is exact."""
-    return {k: {"shape": list(np.shape(v)), "values": np.asarray(v, dtype=float).reshape(-1).tolist()}
-            for k, v in params.to_numpy().to_dict().items()}
-
-
-def _params_from_plain(d) -> "object":
-    from ..params import Params
-
+def _params_from_plain(d) -> Params:
     return Params(**{k: np.asarray(v["values"], dtype=float).reshape(v["shape"]) for k, v in d.items()})
 
 
 def _read_vesicles(directory, v, path):
-    from ..model import VesicleModel
-    from .deploy import VesicleProgram
-
     try:
         model = VesicleModel.from_json(v["model"])
         params = _params_from_plain(v["params"])

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .._validate import positive_int
+
 
 @dataclass(frozen=True)
 class LIF:
@@ -81,27 +83,22 @@ class LIF:
             raise ValueError(f"LIF scale must be a positive number, got {self.scale!r}")
 
 
+def _chip_int(value, lo: int, hi: int, what: str) -> int:
+    """``value`` as an ``int`` when it is an integer (not a bool) in ``lo..hi``; else a ValueError naming ``what``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
 def _trace_pair(name, value):
     if value is None:
         return None
     k, inc = value
-    if not (isinstance(k, (int, np.integer)) and 0 <= k <= 15):
-        raise ValueError(f"{name} decay shift must be an integer in 0..15, got {k!r}")
-    if not (isinstance(inc, (int, np.integer)) and 0 <= inc <= 127):
-        raise ValueError(f"{name} increment must be an integer in 0..127, got {inc!r}")
-    return (int(k), int(inc))
+    return (_chip_int(k, 0, 15, f"{name} decay shift"), _chip_int(inc, 0, 127, f"{name} increment"))
 
 
 def _amplitude(name, value):
-    if not (isinstance(value, (int, np.integer)) and -128 <= value <= 127):
-        raise ValueError(f"{name} must be an integer amplitude in -128..127 (chip units), got {value!r}")
-    return int(value)
-
-
-def _shift(value):
-    if not (isinstance(value, (int, np.integer)) and 0 <= value <= 15):
-        raise ValueError(f"shift must be an integer in 0..15, got {value!r}")
-    return int(value)
+    return _chip_int(value, -128, 127, f"{name} (an amplitude in chip units)")
 
 
 @dataclass(frozen=True)
@@ -133,7 +130,7 @@ class STDP:
     def __post_init__(self):
         object.__setattr__(self, "a_pre", _amplitude("STDP a_pre", self.a_pre))
         object.__setattr__(self, "a_post", _amplitude("STDP a_post", self.a_post))
-        object.__setattr__(self, "shift", _shift(self.shift))
+        object.__setattr__(self, "shift", _chip_int(self.shift, 0, 15, "shift"))
         object.__setattr__(self, "x", _trace_pair("STDP x", self.x))
         object.__setattr__(self, "y", _trace_pair("STDP y", self.y))
 
@@ -175,11 +172,10 @@ class ThreeFactor:
         object.__setattr__(self, "a_mod", _amplitude("ThreeFactor a_mod", self.a_mod))
         object.__setattr__(self, "a_pre", _amplitude("ThreeFactor a_pre", self.a_pre))
         object.__setattr__(self, "a_post", _amplitude("ThreeFactor a_post", self.a_post))
-        object.__setattr__(self, "shift", _shift(self.shift))
+        object.__setattr__(self, "shift", _chip_int(self.shift, 0, 15, "shift"))
         object.__setattr__(self, "x", _trace_pair("ThreeFactor x", self.x))
         object.__setattr__(self, "y", _trace_pair("ThreeFactor y", self.y))
-        if not (isinstance(self.r, (int, np.integer)) and 0 <= self.r <= 15):
-            raise ValueError(f"ThreeFactor r (reward-trace decay shift) must be an integer in 0..15, got {self.r!r}")
+        object.__setattr__(self, "r", _chip_int(self.r, 0, 15, "ThreeFactor r (reward-trace decay shift)"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,7 +233,8 @@ class Projection:
 
     def __repr__(self):
         return (f"Projection({self.pre.name!r} -> {self.post.name!r}, {self.kind}, "
-                f"synapses={self.n_synapses}, plasticity={type(self.plasticity).__name__ if self.plasticity else None})")
+                f"synapses={self.n_synapses}, "
+                f"plasticity={type(self.plasticity).__name__ if self.plasticity else None})")
 
 
 @dataclass(eq=False)
@@ -263,9 +260,8 @@ class Network:
             raise ValueError(f"population name must be a non-empty string without spaces, got {name!r}")
         if name in self.names:
             raise ValueError(f"a population named {name!r} already exists")
-        if not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"population {name!r}: size must be a positive integer, got {size!r}")
-        pop = Population(name, int(size), kind, neuron, len(self.populations))
+        size = positive_int(size, f"population {name!r}: size")
+        pop = Population(name, size, kind, neuron, len(self.populations))
         self.populations.append(pop)
         return pop
 
@@ -294,7 +290,8 @@ class Network:
     def _resolve(self, pop):
         if isinstance(pop, str):
             return self.population(pop)
-        if not isinstance(pop, Population) or pop.index >= len(self.populations) or self.populations[pop.index] is not pop:
+        if (not isinstance(pop, Population) or pop.index >= len(self.populations)
+                or self.populations[pop.index] is not pop):
             raise ValueError(f"{pop!r} is not a population of this network")
         return pop
 
@@ -304,8 +301,8 @@ class Network:
         Parameters
         ----------
         pre, post : Population or str
-        weights : array_like or scipy.sparse matrix, shape (pre.size, post.size)
-            Dense: every non-zero entry is a synapse. Sparse: every stored entry is
+        weights : array_like or scipy.sparse matrix
+            ``(pre.size, post.size)``. Dense: every non-zero entry is a synapse. Sparse: every stored entry is
             a synapse. Spike weights are in potential units; reward weights are
             integer amplitudes added to the reward trace (−128..127).
         kind : {"spike", "reward"}
@@ -324,7 +321,8 @@ class Network:
             raise ValueError(f"{where}: an input population cannot receive synapses")
         if plasticity is not None:
             if not isinstance(plasticity, (STDP, ThreeFactor)):
-                raise TypeError(f"{where}: plasticity must be None, STDP or ThreeFactor, got {type(plasticity).__name__}")
+                raise TypeError(f"{where}: plasticity must be None, STDP or ThreeFactor, "
+                                f"got {type(plasticity).__name__}")
             if kind != "spike":
                 raise ValueError(f"{where}: reward projections are not plastic")
         if sp.issparse(weights):
@@ -340,13 +338,14 @@ class Network:
         if W.shape != (pre.size, post.size):
             raise ValueError(f"{where}: weights must have shape {(pre.size, post.size)}, got {W.shape}")
         if not np.all(np.isfinite(W.data)):
-            j, i = _first(W, ~np.isfinite(W.data))
+            j, i = first_entry(W, ~np.isfinite(W.data))
             raise ValueError(f"{where}: weight [{j}, {i}] is not finite")
         if kind == "reward":
             bad = (W.data != np.round(W.data)) | (W.data < -128) | (W.data > 127)
             if bad.any():
-                j, i = _first(W, bad)
-                raise ValueError(f"{where}: reward weight [{j}, {i}] = {W[j, i]} is not an integer amplitude in -128..127")
+                j, i = first_entry(W, bad)
+                raise ValueError(f"{where}: reward weight [{j}, {i}] = {W[j, i]} is not an integer amplitude "
+                                 "in -128..127")
         for other in self.projections:
             if other.pre is pre and other.post is post and other.kind == kind:
                 raise ValueError(f"{where}: a {kind} projection between these populations exists already "
@@ -378,8 +377,15 @@ class Network:
         return f"Network(populations=[{pops}], projections={len(self.projections)}, synapses={self.n_synapses})"
 
 
-def _first(W, mask):
-    """(row, column) of the first stored entry of CSR ``W`` where ``mask`` holds."""
+def first_entry(W, mask) -> tuple:
+    """(row, column) of the first stored entry of CSR ``W`` where ``mask`` holds.
+
+    Examples
+    --------
+    >>> W = sp.csr_matrix(np.array([[0.0, 2.0], [3.0, 4.0]]))
+    >>> first_entry(W, W.data > 2.5)
+    (1, 0)
+    """
     k = int(np.flatnonzero(mask)[0])
     row = int(np.searchsorted(W.indptr, k, side="right") - 1)
     return row, int(W.indices[k])

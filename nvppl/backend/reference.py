@@ -22,9 +22,6 @@ from . import isa
 from .image import ChipProgram
 from .network import Network
 
-SECTION_WEIGHT, SECTION_NEURON, SECTION_TRACE = 0, 1, 2
-
-
 def _inputs(inputs, n_ticks):
     out = {}
     for name, arr in (inputs or {}).items():
@@ -103,9 +100,9 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
             regs[isa.Reg.RWSUM] = isa.saturate(acc_r, chip.state_bits)
             h = isa.unit_key(seed, core_of[k], local_of[k], t)
             counters = np.zeros(pop.size, dtype=np.int64)
-            fired = isa.execute(programs[k], SECTION_NEURON, regs, state=state[k], traces=traces[k], h=h,
+            fired = isa.execute(programs[k], isa.Section.NEURON, regs, state=state[k], traces=traces[k], h=h,
                                 counters=counters, **widths).fired
-            fired = fired | isa.execute(programs[k], SECTION_TRACE, regs, state=state[k], traces=traces[k], h=h,
+            fired = fired | isa.execute(programs[k], isa.Section.TRACE, regs, state=state[k], traces=traces[k], h=h,
                                         counters=counters, **widths).fired
             fired_now.append(fired)
             spiked[k] |= fired
@@ -124,7 +121,7 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
                 cid, loc = syn_core[proj.index]
                 h = isa.unit_key(seed, cid, (1 << 30) + loc, t)
                 syn = weights[proj.index][:, None].copy()
-                isa.execute(programs[proj.post.index], SECTION_WEIGHT, regs, synapse=syn,
+                isa.execute(programs[proj.post.index], isa.Section.WEIGHT, regs, synapse=syn,
                             s_pre=spiked[proj.pre.index][j], s_post=spiked[proj.post.index][i], h=h,
                             counters=np.zeros(W.nnz, dtype=np.int64), **widths)
                 weights[proj.index][:] = syn[:, 0]

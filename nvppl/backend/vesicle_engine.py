@@ -1,9 +1,9 @@
 """The node cores of a deployed vesicle model in the emulator: the compiled engine and its read-back.
 
 :class:`VesicleRunner` lays the node cores' tables (decoded from their table
-words, so what runs is the image) out for the compiled engine
-(``_vesicles.pyx``), advances it tick by tick and collects every birth, move,
-dock and death as :class:`~nvppl.Traces` (§2.1). Draws are those of
+words, so what runs is the image) out for the compiled mailboxes
+(``nvppl/_engine/mailbox.pyx``), advances them tick by tick and collects every
+birth, move, dock and death as :class:`~nvppl.Traces`. Draws are those of
 :mod:`nvppl.backend.vesicle_reference`: unit ``ℓ · K + κ`` of "core"
 2⁴⁰ + run for emission, unit = vesicle id of "core" 2⁴¹ + run for a
 vesicle's four draws, so a run equals the reference event for event.
@@ -16,16 +16,14 @@ import pandas as pd
 
 from .._extension import load
 from ..errors import CapacityError
-from . import isa, noc
-from .vesicle_reference import EMISSION_DOMAIN, VESICLE_DOMAIN, _traces
+from .image import ImageError
+from .isa.generator import domain_key
+from .noc import hop_distance
+from .vesicle_reference import EMISSION_DOMAIN, VESICLE_DOMAIN, traces_from_rows
+
+__all__ = ["MAX_IDS", "VesicleRunner"]
 
 MAX_IDS = 1 << 24  # the id field of a vesicle word
-
-
-def _key(seed: int, domain: int) -> int:
-    """mix(mix(seed) ^ domain): the first two rounds of :func:`nvppl.backend.isa.unit_key`."""
-    s = isa.mix(np.array([seed % (1 << 64)], dtype=np.uint64))
-    return int(isa.mix(s ^ np.uint64(domain))[0])
 
 
 class VesicleRunner:
@@ -40,12 +38,12 @@ class VesicleRunner:
         self.node_core = ves.node_core
         chip = prog.chip
         self.core_id = np.array([chip.core_id(c.x, c.y) for c in ves.cores], dtype=np.int64)
-        hops = noc.hop_distance(chip, self.core_id[:, None], self.core_id[None, :])
+        hops = hop_distance(chip, self.core_id[:, None], self.core_id[None, :])
         arrays = dict(emission=tables.emission, migration=tables.migration, cand=cand,
                       ncand=(cand >= 0).sum(axis=1), dock=tables.dock, absorb=tables.absorb, decay=tables.decay,
                       budget=tables.budget, node_core=self.node_core.astype(np.int32), hops=hops.astype(np.int32))
         self.mailbox_words = prog.chip.mailbox_words
-        self._mod = load("nvppl.backend._vesicles")
+        self._mod = load("nvppl._engine.mailbox")
         self.engine = self._mod.Engine(arrays, dict(mailbox_words=self.mailbox_words, max_id=MAX_IDS))
         K = model.n_types
         self.port_of = np.full(model.n_nodes * K, -1, dtype=np.int64)
@@ -63,7 +61,7 @@ class VesicleRunner:
 
     def start(self, run: int, seed: int) -> None:
         self.run = run
-        self.engine.start(_key(seed, EMISSION_DOMAIN + run), _key(seed, VESICLE_DOMAIN + run))
+        self.engine.start(domain_key(seed, EMISSION_DOMAIN + run), domain_key(seed, VESICLE_DOMAIN + run))
         self.marks = [(0, 0, 0)]   # events logged after each tick
 
     def tick(self, t: int) -> np.ndarray:
@@ -127,7 +125,7 @@ class VesicleRunner:
                 if s is not None:
                     frames_s.append(s)
             labels = np.asarray(model.substrate.labels, dtype=object)
-            return _traces(model, frames_v, frames_s, n_ticks, n_runs, budget, labels)
+            return traces_from_rows(model, frames_v, frames_s, n_ticks, n_runs, budget, labels)
         return build
 
     def counters(self, n_ticks: int, n_runs: int) -> dict:
@@ -143,5 +141,11 @@ class VesicleRunner:
                 f"mailbox: run {self.run}, tick {t}: node core ({core.x}, {core.y}) would hold more vesicles than "
                 f"its mailbox of {self.mailbox_words} words; deploy with fewer nodes per core (nodes_per_core=) or "
                 "a chip with a larger mailbox_words")
+        if code == 3:
+            node, kappa = divmod(where, self.model.n_types)
+            core = self.prog.vesicles.cores[self.node_core[node]]
+            raise ImageError(f"run {self.run}, tick {t}: node core ({core.x}, {core.y}), node {node}, type {kappa}: "
+                             "the cumulative migration thresholds have no entry above the draw (they must end at "
+                             "2**16); the table memory does not hold a valid deployment")
         raise CapacityError(f"vesicle ids: run {self.run}, tick {t}: {where} vesicles born in one run; the id field "
                             f"of a vesicle word holds {MAX_IDS}")

@@ -1,6 +1,7 @@
 """NumPy reference of the vesicle process as deployed: quantised tables and on-chip draws.
 
-One tick follows §1.3 of the model on the tables of
+One tick follows the model's step (``docs/guide/model.rst``, "One step of the
+process") on the tables of
 :func:`nvppl.backend.vesicles.quantize`, with 16-bit draws of the on-chip
 generator (:mod:`nvppl.backend.isa`):
 
@@ -17,7 +18,7 @@ generator (:mod:`nvppl.backend.isa`):
 Draws are keyed by the run and the vesicle id (not by the core that holds the
 vesicle), so the process does not depend on placement: the emission domain is
 "core" 2⁴⁰ + run, the vesicle domain 2⁴¹ + run. The result is
-:class:`~nvppl.Traces` in the format of §2.1, so it can be compared with
+:class:`~nvppl.Traces` (``docs/guide/data.rst``, "Traces"), so it can be compared with
 :func:`nvppl.simulate` and refitted with :mod:`nvppl.infer`.
 """
 
@@ -106,10 +107,28 @@ def simulate_vesicles(model, tables: VesicleTables, n_ticks: int, n_runs: int = 
         if len(vid):
             vrows.append(pd.DataFrame({"run": run, "vesicle": vid, "death_step": n_ticks - 1,
                                        "death_cause": "censored"}))
-    return _traces(model, vrows, srows, n_ticks, n_runs, budget, labels)
+    return traces_from_rows(model, vrows, srows, n_ticks, n_runs, budget, labels)
 
 
-def _traces(model, vrows, srows, n_ticks, n_runs, budget, labels) -> Traces:
+def traces_from_rows(model, vrows, srows, n_ticks, n_runs, budget, labels) -> Traces:
+    """:class:`~nvppl.Traces` from the events of a deployed process, as DataFrames.
+
+    Parameters
+    ----------
+    model : VesicleModel
+    vrows : list of pandas.DataFrame
+        Births (``run``, ``vesicle``, ``type``, ``birth_step``, ``birth_node``)
+        and deaths (``run``, ``vesicle``, ``death_step``, ``death_cause``),
+        nodes as indices.
+    srows : list of pandas.DataFrame
+        Steps (``run``, ``vesicle``, ``step``, ``node_from``, ``node_to``,
+        ``docked``), nodes as indices.
+    n_ticks, n_runs : int
+    budget : numpy.ndarray of int, (K,)
+        Releases per vesicle of each type, 15 for unlimited.
+    labels : numpy.ndarray of object
+        The node labels of the substrate.
+    """
     frames = pd.concat(vrows, ignore_index=True) if vrows else pd.DataFrame(
         columns=["run", "vesicle", "type", "birth_step", "birth_node", "death_step", "death_cause"])
     births = frames.dropna(subset=["type"])[["run", "vesicle", "type", "birth_step", "birth_node"]]

@@ -53,8 +53,9 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     num_chains : int, default 4
         Chains. NUTS: by default they run one after the other when the
         likelihood is evaluated on sufficient statistics (compilation dominates),
-        and in parallel over host devices (nvppl exposes one per CPU core) when it
-        runs over many vesicle-steps. PMMH: one after the other (the filter runs
+        and in parallel over host devices when it runs over many vesicle-steps
+        (expose them with :func:`nvppl.set_host_device_count`; on one device
+        parallel chains run one after the other, with a warning). PMMH: one after the other (the filter runs
         its particles on threads).
     key : int or jax key, default 0
     progress_bar : bool, default True

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -27,6 +26,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import find_valid_initial_params, get_potential_fn
 
 from ..programs import ModelKey, trace_model
+from ._progress import CURRENT, ChainProgress
 
 __all__ = ["NUTSSettings", "SamplerInfo", "compiled_nuts", "run_chains"]
 
@@ -160,38 +160,13 @@ def compiled_nuts(model, settings: NUTSSettings, data, mode: str = "single", pro
     return _executor(ModelKey(model), settings, _shape_signature(example), _Template(example), mode, progress)
 
 
-_CURRENT: list = [None]
-
-
 def _report(i, every, total):
     """Called from compiled code every ``every`` iterations of each chain."""
-    bar = _CURRENT[0]
+    bar = CURRENT[0]
     if bar is not None:
         last = int(np.max(i)) + 1 == total
         step = (total % every or every) if last else every
         bar.add(step * int(np.size(i)))
-
-
-class _Progress:
-    """A tqdm bar over the iterations of all chains, fed by :func:`_report`."""
-
-    def __init__(self, total: int, desc: str):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, desc=desc)
-        self.lock = threading.Lock()
-
-    def add(self, n: int):
-        with self.lock:
-            self.bar.update(n)
-
-    def __enter__(self):
-        _CURRENT[0] = self
-        return self
-
-    def __exit__(self, *exc):
-        _CURRENT[0] = None
-        self.bar.close()
 
 
 def run_chains(model, data, key, num_chains: int, settings: NUTSSettings, chain_method: str = "auto",
@@ -232,7 +207,7 @@ def run_chains(model, data, key, num_chains: int, settings: NUTSSettings, chain_
             "computation) to run them in parallel", UserWarning, stacklevel=4)
     if chain_method == "parallel" and (n_dev == 1 or num_chains == 1):
         chain_method = "sequential"
-    bar = _Progress(total * num_chains, f"NUTS, {num_chains} chain(s)") if progress_bar else None
+    bar = ChainProgress(total * num_chains, f"NUTS, {num_chains} chain(s)") if progress_bar else None
     with bar if bar is not None else contextlib.nullcontext():
         if chain_method == "sequential":
             run = compiled_nuts(model, settings, data, "single", progress_bar)

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _arviz
-from .._validate import as_jax_key
+from . import _arviz, _progress
+from .._validate import as_jax_key, positive, positive_int
 from ..errors import ImportanceSamplingError, ObservationError
-from .svi import _progress, as_chains, check_observations
+from .svi import as_chains, check_observations
 
 __all__ = ["fit_is", "ImportanceResult", "KHAT_MAX"]
 
@@ -177,14 +177,10 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     from .svi import fit_svi
 
     check_observations(model, obs, "is")
-    for name, val in (("num_draws", num_draws), ("n_particles", n_particles)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-            raise ValueError(f"{name} must be a positive integer, got {val!r}")
-    num_samples = int(num_draws if num_samples is None else num_samples)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if not (0 < khat_max):
-        raise ValueError(f"khat_max must be positive, got {khat_max!r}")
+    num_draws = positive_int(num_draws, "num_draws")
+    positive_int(n_particles, "n_particles")
+    num_samples = num_draws if num_samples is None else positive_int(num_samples, "num_samples")
+    khat_max = positive(khat_max, "khat_max")
     rng = as_jax_key(key)
     k_svi, k_draw, k_pf, k_res = jax.random.split(rng, 4)
     if init is None:
@@ -208,7 +204,7 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     seeds = np.asarray(jax.random.randint(k_pf, (int(num_draws),), 0, np.iinfo(np.int32).max))
     loglik = np.empty(int(num_draws))
     steps = np.empty((int(num_draws), obs.n_runs, obs.n_steps))
-    bar = _progress(progress_bar, int(num_draws))
+    bar = _progress.progress_bar(progress_bar, int(num_draws), "is")
     names = tuple(model.inferred)
     for s in range(int(num_draws)):
         params = model.params_with({n: values[n][s] for n in names})

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from .._validate import as_jax_key
+from .._validate import as_jax_key, nonneg_int, positive_int
 from ..errors import CapacityError
 from ..likelihood import needs_rows, vesicle_log_likelihood
 from ..programs import PPC_STATISTICS, ModelKey, default_capacity, life_cycle
@@ -55,10 +55,8 @@ def fit_nuts(model, traces: Traces, num_samples: int = 1000, num_warmup: int = 1
         raise TypeError(f"method='nuts' fits fully observed Traces, got {type(traces).__name__}")
     if not model.inferred:
         raise ValueError("the model has no inferred parameter: every field is fixed")
-    for name, val in (("num_samples", num_samples), ("num_warmup", num_warmup), ("num_chains", num_chains)):
-        if not isinstance(val, int) or val < (0 if name == "num_warmup" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'num_warmup' else 'positive'} "
-                             f"integer, got {val!r}")
+    num_samples, num_chains = positive_int(num_samples, "num_samples"), positive_int(num_chains, "num_chains")
+    num_warmup = nonneg_int(num_warmup, "num_warmup")
     rng = as_jax_key(key)
     k_mcmc, k_ppc = jax.random.split(rng)
     data = trace_data(model, traces)

@@ -3,7 +3,7 @@ r"""Density-relaxation variational inference on partial observations (``method="
 The likelihood of counts seen without identities is intractable in closed
 form, but each *one-time* marginal is exact: the number of vesicles at
 ``(t, i, κ)`` is ``Poisson(ρ[t, i, κ])`` with ``ρ`` from
-:func:`nvppl.density.relax` (DESIGN §1.6), and docks are
+:func:`nvppl.density.relax` (:ref:`design-density`), and docks are
 ``Poisson(expected_docks)``. Thinned by the detection model these give the
 composite log-likelihood (:func:`nvppl.density.composite_log_likelihood`)
 
@@ -45,8 +45,8 @@ from numpyro import handlers
 from numpyro.optim import Adam
 
 from .. import density
-from . import _arviz
-from .._validate import as_jax_key
+from . import _arviz, _progress
+from .._validate import as_jax_key, choice, nonneg_int, positive, positive_int
 from ..model import ModelKey
 from ..covariates import model_features
 from ..traces import Observations, check_fit_data
@@ -135,7 +135,6 @@ def check_observations(model, obs, method: str) -> None:
 
 
 def _prepare(model, obs, covariates, max_age):
-
     R, T = obs.n_runs, obs.n_steps
     F = model_features(model, covariates, R, T)
     per_run = not np.array_equal(F, np.broadcast_to(F[:1], F.shape))
@@ -168,7 +167,7 @@ def _composite(spec: _Spec, rho, docks, data: _Data):
         if not on:
             continue
         if spec.detection == "poisson":
-            total = total + density._poisson_mix(y, base, spec.floor, spec.n_mix).sum()
+            total = total + density.poisson_mix(y, base, spec.floor, spec.n_mix).sum()
         else:
             mu = spec.scale * base
             weight = spec.n_runs if spec.summed else 1.0
@@ -177,7 +176,7 @@ def _composite(spec: _Spec, rho, docks, data: _Data):
 
 
 def _program(model, spec: _Spec):
-    run = density._relaxer(ModelKey(model), spec.n_steps, spec.max_age, spec.varying)
+    run = density.relaxer(ModelKey(model), spec.n_steps, spec.max_age, spec.varying)
 
     def composite_program(data: _Data):
         params = model.param_sites()
@@ -393,17 +392,13 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
 
     check_observations(model, obs, "svi")
     for name, val in (("num_steps", num_steps), ("num_samples", num_samples), ("num_particles", num_particles)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-            raise ValueError(f"{name} must be a positive integer, got {val!r}")
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        positive_int(val, name)
+    learning_rate = positive(learning_rate, "learning_rate")
     d = latent_dim(model)
     if guide == "auto":
         guide = "mvn" if d <= DENSE_MAX else "lowrank"
-    if guide not in GUIDES:
-        raise ValueError(f"guide must be 'auto' or one of {sorted(GUIDES)}, got {guide!r}")
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1):
-        raise ValueError(f"rank must be a positive integer, got {rank!r}")
+    choice(guide, ("auto",) + tuple(sorted(GUIDES)), "guide")
+    rank = positive_int(rank, "rank", none_ok=True)
     if guide == "lowrank" and rank is None:
         rank = int(min(20, max(1, d // 2)))
     spec, data = _prepare(model, obs, covariates, max_age)
@@ -417,8 +412,7 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
             g._setup_prototype(data)
     if map_iter is None:
         map_iter = 1000 if d <= DENSE_MAX else 100
-    if isinstance(map_iter, bool) or not isinstance(map_iter, (int, np.integer)) or map_iter < 0:
-        raise ValueError(f"map_iter must be a non-negative integer, got {map_iter!r}")
+    map_iter = nonneg_int(map_iter, "map_iter")
     z_map, cov, res = _laplace(potential, g._init_latent, data, guide != "lowrank" and d <= DENSE_MAX,
                                int(map_iter))
     if not np.all(np.isfinite(z_map)):
@@ -431,7 +425,7 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         init_params[f"{g.prefix}_scale"] = jnp.asarray(np.sqrt(np.diag(cov)))
     state = init(k_init, data, init_params)
     losses = []
-    bar = _progress(progress_bar, int(num_steps))
+    bar = _progress.progress_bar(progress_bar, int(num_steps), "svi")
     for _ in range(int(num_steps) // chunk):
         state, chunk_losses = loop(state, data)
         losses.append(np.asarray(chunk_losses))
@@ -530,7 +524,7 @@ def godambe_covariance(fit, n_boot: int | None = None, key=0, step: float = 1e-5
 
 def _draw_loglik(model, obs, spec: _Spec, data: _Data, values: dict) -> np.ndarray:
     """Composite log-likelihood terms ``(draw, run, step)`` of guide draws."""
-    run = density._relaxer(ModelKey(model), spec.n_steps, spec.max_age, spec.varying)
+    run = density.relaxer(ModelKey(model), spec.n_steps, spec.max_age, spec.varying)
     fixed = {k: jnp.asarray(v) for k, v in model.params_with({}).to_dict().items()}
     shared = data.F.shape[0] == 1
 
@@ -543,13 +537,3 @@ def _draw_loglik(model, obs, spec: _Spec, data: _Data, values: dict) -> np.ndarr
         return density.composite_log_likelihood(density.Density(*out), obs, n_mix=spec.n_mix)
 
     return np.asarray(jax.lax.map(one, {k: jnp.asarray(v) for k, v in values.items()}))
-
-
-def _progress(on: bool, total: int):
-    if not on:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with numpyro
-        return None
-    return tqdm(total=total, desc="svi", leave=False)

@@ -23,7 +23,7 @@ __all__ = ["design_matrix", "emission_rate", "log_emission_rate", "emission_log_
 
 
 def design_matrix(F):
-    """Prepend the intercept: ``X[..., :] = (1, F[..., :])`` (DESIGN §1.1).
+    """Prepend the intercept: ``X[..., :] = (1, F[..., :])`` (:ref:`design-model`).
 
     Examples
     --------

@@ -1,5 +1,5 @@
 """``particle_filter``: the likelihood of partial observations by a bootstrap
-particle filter over explicit vesicle populations (compiled core)."""
+particle filter over explicit vesicle populations (compiled engine)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CapacityError, ObservationError
-from .._validate import positive_int, probability, thread_count
+from .._engine.bridge import core_model, engine
+from .._validate import positive_int, probability, seed64, thread_count
 from ..covariates import model_features
-from ..traces import Observations
-from ..traces import Traces
-from ._compiled import core, core_model, seed64
+from ..errors import CapacityError, ObservationError
+from ..programs import default_capacity
+from ..traces import Observations, Traces
 
 __all__ = ["particle_filter", "ParticleFilterResult", "DETECTION_CODES"]
 
@@ -68,9 +68,9 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     r"""Bootstrap particle filter over explicit vesicle populations.
 
     Each particle is a whole population of vesicles. At step ``t`` every
-    particle is advanced by the life cycle of DESIGN §1.3 (emission, migration,
+    particle is advanced by the life cycle of :ref:`design-model` (emission, migration,
     docking, absorption, decay: eq. 9-19, 37-38) and weighted by the detection
-    model of the observations (DESIGN §2.2),
+    model of the observations (:class:`~nvppl.Observations`),
 
     .. math::
 
@@ -133,13 +133,11 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     >>> bool(pf.log_evidence < 0)
     True
     """
-    _core = core()
+    pf = engine("filter")
     if not isinstance(obs, Observations):
         raise TypeError(f"obs must be nvppl.Observations, got {type(obs).__name__}")
     obs.check_model(model)
     params = model.check_params(params)
-    from ..programs import default_capacity
-
     N = positive_int(n_particles, "n_particles")
     ess_threshold = probability(ess_threshold, "ess_threshold")
     detection = obs.detection
@@ -160,13 +158,13 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     for r in range(R):
         y = None if obs.counts is None else obs.counts[r]
         d = None if obs.docks is None else obs.docks[r]
-        out = _core.pf_run(cm, seed, r, T, y, d, DETECTION_CODES[detection], 1.0 if pd is None else pd,
+        out = pf.pf_run(cm, seed, r, T, y, d, DETECTION_CODES[detection], 1.0 if pd is None else pd,
                            obs.floor, N, C, float(ess_threshold), nt, bool(trajectory))
         if "error" in out:
             _raise(out, r, model, C)
         runs.append(out)
     log_inc = np.stack([o["log_inc"] for o in runs])
-    traj = _trajectories(_core, cm, seed, model, runs, T, C, F) if trajectory else None
+    traj = _trajectories(pf, cm, seed, model, runs, T, C, F) if trajectory else None
     return ParticleFilterResult(
         log_evidence=float(log_inc.sum()), log_evidence_runs=log_inc.sum(1), log_increments=log_inc,
         ess=np.stack([o["ess"] for o in runs]), resampled=np.stack([o["resampled"] for o in runs]),
@@ -191,12 +189,12 @@ def _raise(out, run, model, capacity):
         run=run, step=step)
 
 
-def _trajectories(_core, cm, seed, model, runs, T, C, F) -> Traces:
+def _trajectories(pf, cm, seed, model, runs, T, C, F) -> Traces:
     """Replay each run's drawn ancestral line and assemble the events as Traces."""
     K, dc = model.n_types, model.content_dim
     v_parts, s_parts, offset = [], [], 0
     for r, out in enumerate(runs):
-        births, content, moves, deaths = _core.pf_replay(cm, seed, r, T, out["lineage"], C)
+        births, content, moves, deaths = pf.pf_replay(cm, seed, r, T, out["lineage"], C)
         nv = len(births)
         death_step = np.full(nv, T - 1, np.int64)
         cause = np.zeros(nv, np.int64)

@@ -1,6 +1,6 @@
 """An independent, loop-by-loop log-likelihood of traces for small cases.
 
-Written directly from the model description (DESIGN §1.3) over the public
+Written directly from the model description (docs/design.rst, "The model") over the public
 DataFrames, with SciPy densities, sharing no code with ``nvppl.likelihood``.
 """
 

@@ -1,7 +1,7 @@
 """An exact forward-algorithm log-likelihood of partial observations on tiny graphs.
 
 A test oracle for :class:`nvppl.Observations`, written from the model description
-(DESIGN §1.3 and §2.2) with NumPy/SciPy only; it shares no numerical code with
+(docs/design.rst, "The model" and "Data formats") with NumPy/SciPy only; it shares no numerical code with
 nvppl (the model and the parameters are only read, and validated through
 ``model.check_params``).
 

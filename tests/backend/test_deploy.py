@@ -10,7 +10,7 @@ import pytest
 import nvppl as nv
 from tests._support.networks import random_vesicle_params as _random_params
 from nvppl.backend import ChipConfig, DeploymentError, Emulator, ImageError, compile, read_image
-from nvppl.backend.deploy import expected_hops
+from nvppl.backend.program import expected_hops
 from nvppl.backend.vesicle_reference import simulate_vesicles
 
 

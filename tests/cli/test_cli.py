@@ -190,7 +190,10 @@ def test_summary_prints_header_table_and_plots(work, tmp_path):
     ("fit", ["TRACES", "--graph", "--spec", "--output", "--samples", "--warmup", "--chains", "--seed",
              "--no-progress", "--plots"]),
     ("summary", ["FIT", "--plots"]),
-    (None, ["simulate", "fit", "summary"]),
+    ("deploy", ["FIT", "--chip", "--output", "IMAGE_DIR", "--draw", "--draws", "--nodes-per-core",
+                "mailbox_words"]),
+    ("emulate", ["IMAGE_DIR", "--ticks", "--output", "--runs", "--seed"]),
+    (None, ["simulate", "fit", "summary", "deploy", "emulate"]),
 ])
 def test_help(command, options, capsys):
     with pytest.raises(SystemExit) as exc:

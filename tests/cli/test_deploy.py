@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 import arviz as az
@@ -153,6 +155,25 @@ def test_deploy_refuses_too_small_chip(work, tmp_path):
     assert not out.exists()
 
 
+def test_draws_are_written_together_or_not_at_all(work, tmp_path, monkeypatch):
+    """A failed write of the second image of --draws leaves no image folder."""
+    calls = []
+    write = nv.backend.ChipProgram.write
+
+    def second_fails(self, directory):
+        calls.append(directory)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(self, directory)
+
+    monkeypatch.setattr(nv.backend.ChipProgram, "write", second_fails)
+    out = tmp_path / "new" / "imgs"
+    assert_error(run(["deploy", work["fit_path"], "-o", out, "--draws", "3,7"]), "cannot write the images",
+                 "No space left on device")
+    assert len(calls) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("argv, fragments", [
     (["--draw", 99], ["--draw", "outside the posterior", "nothing was written"]),
     (["--draws", "1,99"], ["--draws", "outside the posterior"]),
@@ -217,19 +238,3 @@ def test_emulate_refusals(work, tmp_path):
     assert_error(run(["emulate", work["image"], "-o", out]), "--ticks", "required")
     assert not out.exists()
     assert run(["emulate", tmp_path / "both", "--ticks", 5, "-o", out])[0] == 0
-
-
-# -------------------------------------------------------------------- help
-@pytest.mark.parametrize("command, options", [
-    ("deploy", ["FIT", "--chip", "--output", "IMAGE_DIR", "--draw", "--draws", "--nodes-per-core",
-                "mailbox_words"]),
-    ("emulate", ["IMAGE_DIR", "--ticks", "--output", "--runs", "--seed"]),
-    (None, ["deploy", "emulate"]),
-])
-def test_help(command, options, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(([command] if command else []) + ["--help"])
-    assert exc.value.code == 0
-    text = capsys.readouterr().out
-    for option in options:
-        assert option in text

@@ -306,6 +306,18 @@ def test_filter_contract_violation_is_reported_unwrapped():
         fit_pmmh(MODEL_1, OBS, num_samples=5, num_warmup=5, num_chains=1, progress_bar=False, _particle_filter=bad)
 
 
+def test_without_adaptation_the_given_proposal_is_kept():
+    """adapt=False: the scale and the (diagonal) covariance stay as given through warm-up and
+    sampling, and no warm-up proposal is a null move (each one moves the point or is rejected)."""
+    kernel = PMMH(MODEL_T, OBS, proposal_scale=0.5, proposal_cov=np.array([0.1, 0.2, 0.3]), adapt=False,
+                  dense=False, _particle_filter=MockFilter(use_T=True))
+    mcmc = MCMC(kernel, num_warmup=30, num_samples=30, num_chains=1, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(4), extra_fields=("log_scale", "accept_prob"))
+    np.testing.assert_array_equal(mcmc.get_extra_fields()["log_scale"], np.log(0.5))
+    np.testing.assert_allclose(mcmc.last_state.chol, np.sqrt([0.1, 0.2, 0.3]), rtol=1e-15)
+    assert int(mcmc.last_state.adapt.null_count) == 0
+
+
 def test_init_values_and_filter_options_are_used():
     mock = MockFilter()
     F = np.zeros((2, 4, 2, 0))

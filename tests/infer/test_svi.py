@@ -58,7 +58,7 @@ def test_svi_matches_the_grid_composite_posterior(two_param):
     gd = np.linspace(zd.mean() - 6 * zd.std(), zd.mean() + 6 * zd.std(), 81)
     U, D = np.meshgrid(gu, gd, indexing="ij")
 
-    run = density._relaxer(ModelKey(model), obs.n_steps, 1, False)
+    run = density.relaxer(ModelKey(model), obs.n_steps, 1, False)
     fixed = {k: jnp.asarray(v) for k, v in model.params_with({}).to_dict().items()}
     F = jnp.zeros((obs.n_steps, model.n_nodes, 0))
 

@@ -1,24 +1,30 @@
 # cython: language_level=3
-"""Declarations of the compiled explicit-vesicle core (``_core.pyx``).
+"""The state of nvppl's explicit-vesicle engines, as C structs.
 
-Every array a kernel reads is allocated from Python (NumPy) and reached
-through the pointers of a :c:type:`Model`; the kernels themselves run without
-the GIL. Per-task scratch that grows while vesicles are simulated (records whose
-number is not known in advance) lives in :c:type:`Buf`.
+Every array an engine reads is allocated from Python (NumPy) and reached
+through the pointers of a :c:type:`Model` (built by
+:class:`nvppl._engine.model.CoreModel`); the engines run without the GIL.
+Per-task scratch that grows while vesicles are simulated (records whose number
+is not known in advance) lives in :c:type:`Buf`.
 """
 
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, realloc
 
 
-cdef struct Rng:
-    # xoshiro256** state: one independent stream per (domain, a, b) triple,
-    # seeded by SplitMix64 from the user's 64-bit key (see rng_seed).
-    uint64_t s0
-    uint64_t s1
-    uint64_t s2
-    uint64_t s3
-    double spare        # second normal deviate of the last Box-Muller pair
-    int has_spare       # 1 when ``spare`` holds an unused deviate
+cdef enum:
+    # random-stream domains (the ``d`` of ``rng_seed``): one per kind of task
+    DOM_SIM = 1         # a simulation cohort (run, birth step)
+    DOM_PF = 2          # a particle's step (run, step, particle)
+    DOM_RESAMPLE = 3    # resampling after a step (run, step)
+    DOM_LINEAGE = 4     # the drawn ancestral line of a run
+    DOM_TEST = 9        # the samplers' test streams
+    # causes of removal returned by a vesicle step (0: the vesicle survives)
+    SURVIVES = 0
+    EXPIRED = 1
+    ABSORBED = 2
+    DEPLETED = 3
+    SINK = 4
 
 
 cdef struct Slot:
@@ -146,3 +152,42 @@ cdef struct DeathRec:
     int64_t vid
     int32_t step
     int32_t cause
+
+
+cdef inline void buf_init(Buf* b, Py_ssize_t item) noexcept nogil:
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+    b.item = item
+
+
+cdef inline void buf_free(Buf* b) noexcept nogil:
+    free(b.data)
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+
+
+cdef inline char* buf_push(Buf* b, Py_ssize_t count) noexcept nogil:
+    """Room for ``count`` more items at the end (NULL when memory ran out)."""
+    cdef Py_ssize_t cap
+    cdef char* p
+    if b.size + count > b.cap:
+        cap = 2 * b.cap
+        if cap < b.size + count:
+            cap = b.size + count
+        if cap < 256:
+            cap = 256
+        p = <char*>realloc(b.data, cap * b.item)
+        if p == NULL:
+            return NULL
+        b.data = p
+        b.cap = cap
+    p = b.data + b.size * b.item
+    b.size += count
+    return p
+
+
+cdef inline Py_ssize_t tab(const Model* m, Py_ssize_t r, Py_ssize_t t) noexcept nogil:
+    """Offset of (run r, step t) in the (run, step, node, type) tables."""
+    return r * m.tab_r + t * m.tab_t

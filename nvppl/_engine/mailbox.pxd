@@ -1,12 +1,12 @@
 # cython: language_level=3
-"""Declarations of the compiled vesicle engine (``_vesicles.pyx``).
+"""Declarations of the chip's vesicle mailboxes (``mailbox.pyx``).
 
 The engine runs the vesicle mailboxes of the node cores of a deployed model
 (``docs/guide/emulator.rst``, "Vesicles on the chip"). Every array is allocated
-from Python (``nvppl/backend/emulator.py``) and reached through the pointers
-of a :c:type:`Tables` (read only) and a :c:type:`Mailboxes` (mutable). Graph
-nodes are numbered 0..n-1 in substrate order, node cores 0..C-1 in placement
-order.
+from Python (``nvppl/backend/vesicle_engine.py``) and reached through the
+pointers of a :c:type:`Tables` (read only) and a :c:type:`Mailboxes`
+(mutable). Graph nodes are numbered 0..n-1 in substrate order, node cores
+0..C-1 in placement order.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
@@ -61,5 +61,5 @@ cdef struct Mailboxes:
     int64_t n_deaths
     int64_t* d_vid
     int32_t* d_cause            # 1 sink, 2 depleted, 3 absorbed, 4 expired
-    # ---- counters of the run (see COUNTERS in _vesicles.pyx)
+    # ---- counters of the run (see COUNTERS in mailbox.pyx)
     int64_t* counters

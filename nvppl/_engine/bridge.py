@@ -1,8 +1,10 @@
-"""Bridge between nvppl's Python objects and the compiled core ``_core``.
+"""Bridge between nvppl's Python objects and the compiled engines.
 
 :func:`core_model` lays out one (model, parameters, covariates) as the arrays
-the core reads; :func:`simulate_compiled` runs the compiled simulator and
-builds :class:`~nvppl.traces.Traces` directly from its arrays.
+the engines read (a :class:`nvppl._engine.model.CoreModel`);
+:func:`simulate_compiled` runs the compiled simulation and builds
+:class:`~nvppl.traces.Traces` directly from its arrays; :func:`engine` imports
+one engine, saying how to build it when it is missing.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from .._extension import load
 from .._validate import seed64, thread_count
 from ..traces import Traces
 
-__all__ = ["core", "core_model", "seed64", "simulate_compiled", "thread_count"]
+__all__ = ["engine", "core_model", "simulate_compiled"]
 
-def core():
-    """The compiled extension module; raises ImportError saying how to build it."""
-    return load("nvppl.smc._core")
+
+def engine(name: str):
+    """The compiled engine ``nvppl._engine.<name>`` (``"model"``, ``"simulate"``,
+    ``"filter"``, ``"relax"``); raises ImportError saying how to build it."""
+    return load(f"nvppl._engine.{name}")
 
 
 def _shared_axes(F: np.ndarray) -> np.ndarray:
@@ -36,7 +40,6 @@ def _shared_axes(F: np.ndarray) -> np.ndarray:
 def core_model(model, params, features):
     """The compiled core's view of ``model`` with ``params`` and covariates
     ``features (R, T, n, p)`` (a ``_core.CoreModel``)."""
-    _core = core()
     p = params
     sub = model.substrate
     n, K, M, dc = sub.n_nodes, model.n_types, sub.max_candidates, model.content_dim
@@ -68,15 +71,14 @@ def core_model(model, params, features):
         "budget": budget, "Q": p.Q if dc and model.tilted else np.zeros(max(K * n * dc, 1)),
         "absorb": p.a,
     }
-    return _core.CoreModel(arrays, n, K, M, dc, int(model.lifetime == "countdown"), model.tilted,
+    return engine("model").CoreModel(arrays, n, K, M, dc, int(model.lifetime == "countdown"), model.tilted,
                            model.content_dependent_docking, model.sigma_tau)
 
 
 def simulate_compiled(model, params, features, n_steps: int, n_runs: int, key, n_threads=None) -> Traces:
     """Simulate with the compiled core (see :func:`nvppl.simulate`)."""
-    _core = core()
     cm = core_model(model, params, features)
-    v, s = _core.simulate(cm, seed64(key), n_runs, n_steps, thread_count(n_threads))
+    v, s = engine("simulate").simulate(cm, seed64(key), n_runs, n_steps, thread_count(n_threads))
     v["budget"] = model.budget[v["type"]]
     if model.lifetime != "countdown":
         del v["tau0"]

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The vesicle engine of the node cores: emission, migration, docking, absorption, decay for one tick.
+"""The vesicle mailboxes of the chip's node cores: emission, migration, docking, absorption, decay for one tick.
 
 Implements "Vesicles on the chip" of ``docs/guide/emulator.rst`` exactly; the
 NumPy reference (``nvppl/backend/vesicle_reference.py``) implements it
@@ -11,7 +11,7 @@ many hops they take.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
-from ._random cimport mix
+from ._rng cimport splitmix
 
 import numpy as np
 
@@ -37,17 +37,18 @@ cdef enum:
     WRITE_FLITS = 4
     E_MAILBOX = 1
     E_IDS = 2
+    E_TABLE = 3
 
 
 cdef inline int64_t u16(uint64_t h, uint64_t k) noexcept nogil:
-    """Draw k of a unit with key h: mix(h + k) >> 48."""
-    return <int64_t>(mix(h + k) >> 48)
+    """Draw k of a unit with key h: splitmix(h + k) >> 48."""
+    return <int64_t>(splitmix(h + k) >> 48)
 
 
 cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noexcept nogil:
     cdef int64_t K = T.n_types, n = T.n_nodes, M = T.n_slots, L = T.table_len
     cdef int64_t unit, k, j, c, i, w, m = 0, total
-    cdef int64_t kappa, l, to, slot, d
+    cdef int64_t kappa, l, to, slot, d, nc
     cdef uint64_t h
     cdef int docked, dead, cause, finite
     cdef const int64_t* row
@@ -55,7 +56,7 @@ cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noex
 
     # 1. emission: inversion of the cumulative count table with draw 0 of unit l * K + kappa
     for unit in range(n * K):
-        h = mix(S.emission_key ^ ((<uint64_t>unit << 32) + <uint64_t>t))
+        h = splitmix(S.emission_key ^ ((<uint64_t>unit << 32) + <uint64_t>t))
         d = u16(h, 0)
         row = T.emission + (unit % K) * L
         c = 0
@@ -96,7 +97,7 @@ cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noex
     for i in range(total):
         kappa = S.vtype[i]
         l = S.node[i]
-        h = mix(S.vesicle_key ^ ((<uint64_t>S.vid[i] << 32) + <uint64_t>t))
+        h = splitmix(S.vesicle_key ^ ((<uint64_t>S.vid[i] << 32) + <uint64_t>t))
         if T.ncand[l] == 0:                     # a sink removes the vesicle: no step row
             S.d_vid[S.n_deaths] = S.vid[i]
             S.d_cause[S.n_deaths] = 1
@@ -105,8 +106,12 @@ cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noex
         d = u16(h, 0)
         row = T.migration + (kappa * n + l) * M
         slot = 0
-        while row[slot] <= d:                   # the last candidate's entry is 2**16 > d
+        nc = T.ncand[l]
+        while slot < nc and row[slot] <= d:
             slot += 1
+        if slot == nc:                          # no entry above the draw: the row does not end at 2**16
+            err[0] = l * K + kappa
+            return -E_TABLE
         to = T.cand[l * M + slot]
         docked = u16(h, 1) < T.dock[kappa]
         cnt[C_DRAWS] += 2
@@ -218,7 +223,8 @@ cdef class Engine:
         g = self.log
         self.S.b_type, self.S.b_node = self._p32(g["b_type"]), self._p32(g["b_node"])
         self.S.s_vid, self.S.d_vid = self._p64(g["s_vid"]), self._p64(g["d_vid"])
-        self.S.s_from, self.S.s_to, self.S.d_cause = self._p32(g["s_from"]), self._p32(g["s_to"]), self._p32(g["d_cause"])
+        self.S.s_from, self.S.s_to = self._p32(g["s_from"]), self._p32(g["s_to"])
+        self.S.d_cause = self._p32(g["d_cause"])
         cdef uint8_t[::1] dk = g["s_docked"]
         self.S.s_docked = &dk[0]
 
@@ -236,7 +242,11 @@ cdef class Engine:
         return &v[0]
 
     def start(self, uint64_t emission_key, uint64_t vesicle_key):
-        """Empty the mailboxes and the log for a new run with the given generator keys (mix(mix(seed) ^ domain))."""
+        """Empty the mailboxes and the log for a new run.
+
+        The generator keys are splitmix(splitmix(seed) ^ domain) of the emission
+        and the vesicle domains of the run.
+        """
         self.S.n_live = 0
         self.S.next_id = 0
         self.S.n_births = self.S.n_steps = self.S.n_deaths = 0
@@ -248,9 +258,11 @@ cdef class Engine:
         """Advance one tick, appending its events to the log.
 
         Returns the numbers of births, steps and deaths logged so far in the run,
-        or ("error", code, where). Births are logged as (type, node), their ids
-        consecutive from 0; steps as (vesicle, node_from, node_to, docked);
-        deaths as (vesicle, cause code).
+        or ("error", code, where): code 1, a node core's mailbox overflows (where:
+        the node core); 2, the run's vesicle ids run out (where: the ids needed);
+        3, a migration row has no entry above a draw (where: node * K + type).
+        Births are logged as (type, node), their ids consecutive from 0; steps as
+        (vesicle, node_from, node_to, docked); deaths as (vesicle, cause code).
         """
         cdef int64_t err = 0, room
         cdef int res
