@@ -105,10 +105,8 @@ def test_writing_past_a_file_size_limit_is_an_error_and_keeps_the_old_file(tmp_p
                   'n_steps=300, n_runs=2, key=1)'
         write = 'big.to_netcdf(folder + "/out.nc")'
     else:
-        prepare = 'fit = nv.infer.fit(model, small, num_samples=30, num_warmup=30, num_chains=1, ' \
-                  'progress_bar=False); nv.Traces.to_netcdf(small, folder + "/out.nc"); ' \
-                  'big = nv.infer.fit(model, small, num_samples=3000, num_warmup=30, num_chains=1, ' \
-                  'progress_bar=False)'
+        prepare = 'small.to_netcdf(folder + "/out.nc"); big = nv.infer.fit(model, small, num_samples=30, ' \
+                  'num_warmup=30, num_chains=1, progress_bar=False)'  # a fit file is larger than the limit
         write = 'big.to_netcdf(folder + "/out.nc")'
     code = textwrap.dedent(_FSIZE).format(prepare=prepare, write=write)
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=600)

@@ -5,8 +5,11 @@
 - ``mailbox`` — the vesicle mailboxes of the emulated chip;
 - ``relax`` — the density recursion and its adjoint.
 
-They share ``_rng.pxd`` (counter-based random streams) and ``_state.pxd``
-(the model tables and vesicle state as C structs). Every array is allocated
-from Python; the inner loops run without the GIL. :mod:`nvppl._engine.bridge`
-lays out a model's tables for them.
+They share ``_rng.pxd`` (counter-based random streams), ``_state.pxd`` (the
+model tables and vesicle state as C structs, each field documented) and
+``_life.pxd`` (one vesicle's step, inline in each engine); ``model`` holds a
+model's tables (:class:`CoreModel`). Every array is allocated from Python; the
+inner loops run without the GIL. :mod:`nvppl._engine.bridge` lays out a model's
+tables for them and loads the engines, saying how to build them when they are
+missing.
 """

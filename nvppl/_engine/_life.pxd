@@ -11,7 +11,7 @@ own loops.
 from libc.math cimport INFINITY, ceil, exp, log, log1p
 
 from ._rng cimport Rng, gamma_draw, normal, uniform, uniform_open
-from ._state cimport Model, Slot, Vesicle, tab
+from ._state cimport ABSORBED, DEPLETED, EXPIRED, SINK, SURVIVES, Model, Slot, Vesicle, tab
 
 
 cdef inline void birth(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, int i, int k, Vesicle* v,
@@ -64,8 +64,9 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
     """One step of one vesicle after emission: migration (eq. 15-17), docking
     (eq. 18-19) with its budget, absorption and decay (eq. 37-38).
 
-    Returns the cause of removal (0 = survives, 1 expired, 2 absorbed,
-    3 depleted, 4 sink). ``v.node`` becomes the destination (unchanged at a sink).
+    Returns the cause of removal (``SURVIVES``, ``EXPIRED``, ``ABSORBED``,
+    ``DEPLETED`` or ``SINK``: 0 to 4). ``v.node`` becomes the destination
+    (unchanged at a sink).
     ``predraw``: geometric decay counts down the trials drawn at birth (see birth).
     """
     cdef int i = v.node, k = v.vtype, nc = m.ncand[i], s, dest, d, docked
@@ -74,7 +75,7 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
     cdef double u, mx, z, tot, acc, p, a
     cdef const Slot* sl
     if nc == 0:
-        return 4
+        return SINK
     s = nc - 1
     if not m.tilted:
         u = uniform(g) * nc
@@ -114,18 +115,18 @@ cdef inline int vstep(const Model* m, Rng* g, Py_ssize_t r, Py_ssize_t t, Vesicl
     if v.left > 0 and docked:
         v.left -= 1
         if v.left == 0:
-            return 3
+            return DEPLETED
     if m.any_absorb:
         a = m.absorb[dest]
         if a > 0.0 and uniform(g) < a:
-            return 2
+            return ABSORBED
     if m.lifetime == 0 and not predraw:
         if uniform(g) < m.delta[k]:
-            return 1
+            return EXPIRED
     else:
         v.tau -= 1.0
         if m.sigma_tau > 0.0:
             v.tau += m.sigma_tau * normal(g)
         if v.tau <= 0.0:
-            return 1
-    return 0
+            return EXPIRED
+    return SURVIVES

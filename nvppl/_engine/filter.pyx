@@ -19,8 +19,8 @@ from libc.string cimport memcpy, memset
 
 from ._life cimport birth, vstep
 from ._rng cimport Rng, poisson_draw, rng_make, rng_seed, uniform
-from ._state cimport (DOM_LINEAGE, DOM_PF, DOM_RESAMPLE, BirthRec, DeathRec, Model, MoveRec, Pop, Recorder,
-                      Vesicle, buf_free, buf_init, buf_push, tab)
+from ._state cimport (DOM_LINEAGE, DOM_PF, DOM_RESAMPLE, SINK, SURVIVES, BirthRec, DeathRec, Model, MoveRec, Pop,
+                      Recorder, Vesicle, buf_free, buf_init, buf_push, tab)
 from .model cimport CoreModel
 
 cnp.import_array()
@@ -34,7 +34,7 @@ cdef inline int finish(const Model* m, Vesicle* v, int cause, int slot, int dock
     cdef MoveRec* mv
     cdef DeathRec* de
     cdef int d
-    if cause != 4:
+    if cause != SINK:
         if docked:
             docks[cell] += 1
         if rec != NULL:
@@ -43,7 +43,7 @@ cdef inline int finish(const Model* m, Vesicle* v, int cause, int slot, int dock
                 return -2
             mv.vid, mv.step, mv.node_from, mv.node_to = vid, <int32_t>t, node_from, v.node
             mv.slot, mv.docked = slot, docked
-    if cause == 0:
+    if cause == SURVIVES:
         q = dst.size
         dst.node[q] = v.node
         dst.vtype[q] = v.vtype

@@ -19,7 +19,7 @@ from libc.string cimport memcpy
 
 from ._life cimport birth, vstep
 from ._rng cimport Rng, poisson_draw, rng_seed
-from ._state cimport DOM_SIM, SINK, Buf, Model, StepRec, VesRec, Vesicle, buf_free, buf_init, buf_push, tab
+from ._state cimport DOM_SIM, SINK, SURVIVES, Buf, Model, StepRec, VesRec, Vesicle, buf_free, buf_init, buf_push, tab
 from .model cimport CoreModel
 
 cnp.import_array()
@@ -87,13 +87,13 @@ cdef int simulate_cohort(const Model* m, uint64_t key, Py_ssize_t r, Py_ssize_t 
             if lidx[l] < 0:
                 continue
             cause = vstep(m, &g, r, lstep[l], &lv[l], &slot, &docked, 1)
-            if cause != 4:
+            if cause != SINK:
                 st = &lane_steps[l * T + lns[l]]
                 st.node_to = lv[l].node
                 st.slot = <int16_t>slot
                 st.docked = <uint8_t>docked
                 lns[l] += 1
-            if cause == 0 and lstep[l] < T - 1:
+            if cause == SURVIVES and lstep[l] < T - 1:
                 lstep[l] += 1
                 continue
             # removed (cause > 0) or censored after the last step: flush the lane

@@ -180,7 +180,8 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     num_draws = positive_int(num_draws, "num_draws")
     positive_int(n_particles, "n_particles")
     num_samples = num_draws if num_samples is None else positive_int(num_samples, "num_samples")
-    khat_max = positive(khat_max, "khat_max")
+    if khat_max != np.inf:  # inf turns the refusal off
+        khat_max = positive(khat_max, "khat_max")
     rng = as_jax_key(key)
     k_svi, k_draw, k_pf, k_res = jax.random.split(rng, 4)
     if init is None:
