@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .._files import write_text
 from .._validate import integer
 from .isa.opcodes import ROUNDINGS
 
@@ -351,7 +352,8 @@ class ChipConfig:
         return cls(**d)
 
     def to_yaml(self, path) -> None:
-        """Write the fields to ``path`` as a plain YAML mapping.
+        """Write the fields to ``path`` as a plain YAML mapping (atomically: a failed
+        write leaves a file already at ``path`` as it was).
 
         Examples
         --------
@@ -361,8 +363,7 @@ class ChipConfig:
         >>> ChipConfig.from_yaml(path).seed
         7
         """
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        Path(path).write_text(text, encoding="utf-8")
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_yaml(cls, path) -> ChipConfig:

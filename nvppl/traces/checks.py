@@ -12,7 +12,7 @@ from .._validate import first, show
 from ..errors import TraceError
 
 __all__ = ["CAUSES", "CENSORED", "EXPIRED", "ABSORBED", "DEPLETED", "SINK", "check_integral", "check_indices", "check_vesicles",
-           "check_steps", "first", "show"]
+           "check_steps"]
 
 #: Death causes of a vesicle, in the order of their integer codes.
 CAUSES = ("censored", "expired", "absorbed", "depleted", "sink")

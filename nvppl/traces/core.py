@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .._validate import as_numpy_rng
+from .._validate import as_numpy_rng, first
 from ..covariates import broadcast_covariates
 from ..errors import TraceError
 from ..substrate import Substrate
@@ -105,7 +105,7 @@ class Traces:
         if validate:
             chk.check_indices(v, s, substrate.n_nodes)
             chk.check_vesicles(v, self.n_runs, self.n_steps, self.n_types)
-            i = chk.first(np.diff(s["vrow"]) < 0) if len(s["vrow"]) else None
+            i = first(np.diff(s["vrow"]) < 0) if len(s["vrow"]) else None
             if i is not None:
                 raise TraceError("internal: steps must be grouped by vesicle")
             chk.check_steps(v, s, substrate, self.n_steps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._validate import first, show
 from ..covariates import broadcast_covariates
 from ..errors import TraceError
 from . import checks as chk
@@ -68,9 +69,9 @@ def parse_tables(vesicles, steps, substrate, n_steps, covariates=None, *, n_runs
     v["budget"] = _float_column(vesicles["budget"].to_numpy(), "budget", vid_ids)
     causes = vesicles["death_cause"].to_numpy()
     code = pd.Index(chk.CAUSES).get_indexer(pd.Series(causes, dtype=object).astype(str).to_numpy())
-    i = chk.first(code < 0)
+    i = first(code < 0)
     if i is not None:
-        raise TraceError(f"unknown death cause {chk.show(causes[i])}; causes are {list(chk.CAUSES)}",
+        raise TraceError(f"unknown death cause {show(causes[i])}; causes are {list(chk.CAUSES)}",
                          **vid_ids(i, _item(v["death_step"][i])))
     v["death_cause"] = code
     def birth_ids(i):
@@ -83,7 +84,7 @@ def parse_tables(vesicles, steps, substrate, n_steps, covariates=None, *, n_runs
 
     if n_types is None:
         n_types = int(v["type"].max(initial=-1)) + 1 if len(vesicles) else 1
-        i = chk.first(v["type"] < 0)
+        i = first(v["type"] < 0)
         if i is not None:
             raise TraceError(f"unknown type {v['type'][i]}; types are 0, 1, ...",
                              **vid_ids(i, _item(v["birth_step"][i])))
@@ -106,7 +107,7 @@ def parse_tables(vesicles, steps, substrate, n_steps, covariates=None, *, n_runs
     s_run = chk.check_integral(sruns, "run", step_ids, "steps table")
     s_vid = chk.check_integral(svids, "vesicle", step_ids, "steps table")
     s_step = chk.check_integral(sstep, "step", step_ids, "steps table")
-    i = chk.first((s_run < 0) | (s_run >= n_runs) | (s_vid < 0))
+    i = first((s_run < 0) | (s_run >= n_runs) | (s_vid < 0))
     if i is not None:
         raise TraceError("step row for a vesicle that is not in the vesicle table", **step_ids(i))
     s = {"step": s_step}
@@ -120,7 +121,7 @@ def parse_tables(vesicles, steps, substrate, n_steps, covariates=None, *, n_runs
     pos = np.searchsorted(vkey, skey)
     found = (pos < len(vkey)) & (vkey[np.minimum(pos, max(len(vkey) - 1, 0))] == skey) if len(vkey) \
         else np.zeros(len(skey), bool)
-    i = chk.first(~found)
+    i = first(~found)
     if i is not None:
         raise TraceError("step row for a vesicle that is not in the vesicle table", **step_ids(i))
     s["vrow"] = pos
@@ -145,13 +146,13 @@ def _float_column(values, name, ids, allow_nan=False):
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         bad = next(k for k, x in enumerate(values) if not _is_float(x))
-        raise TraceError(f"column {name!r} holds {chk.show(values[bad])}, not a number", **ids(bad)) from None
+        raise TraceError(f"column {name!r} holds {show(values[bad])}, not a number", **ids(bad)) from None
     if not allow_nan and name.startswith("content_"):
-        i = chk.first(~np.isfinite(arr))
+        i = first(~np.isfinite(arr))
         if i is not None:
-            raise TraceError(f"{name} is {chk.show(arr[i])}; content must be finite (NaN content is not allowed)", **ids(i))
+            raise TraceError(f"{name} is {show(arr[i])}; content must be finite (NaN content is not allowed)", **ids(i))
     elif not allow_nan:
-        i = chk.first(np.isnan(arr))
+        i = first(np.isnan(arr))
         if i is not None:
             raise TraceError(f"column {name!r} is NaN", **ids(i))
     return arr
@@ -178,9 +179,9 @@ def _node_index(sub, values, name, ids):
             idx = index.get_indexer(obj)
         except TypeError:
             idx = np.array([sub._index.get(x, -1) if _hashable(x) else -1 for x in obj], dtype=np.int64)
-    i = chk.first(idx < 0)
+    i = first(idx < 0)
     if i is not None:
-        raise TraceError(f"node {chk.show(values[i])} is not in the graph", **ids(i))
+        raise TraceError(f"node {show(values[i])} is not in the graph", **ids(i))
     return idx.astype(np.int64)
 
 
