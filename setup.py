@@ -11,6 +11,7 @@ EXTENSIONS: list[tuple[str, str]] = [
     ("nvppl._engine.model", "nvppl/_engine/model.pyx"),
     ("nvppl._engine.simulate", "nvppl/_engine/simulate.pyx"),
     ("nvppl._engine.filter", "nvppl/_engine/filter.pyx"),
+    ("nvppl._engine.guided", "nvppl/_engine/guided.pyx"),
     ("nvppl._engine.relax", "nvppl/_engine/relax.pyx"),
     ("nvppl.backend._emulator", "nvppl/backend/_emulator.pyx"),
     ("nvppl._engine.mailbox", "nvppl/_engine/mailbox.pyx"),

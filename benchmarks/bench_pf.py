@@ -42,6 +42,7 @@ from scipy.special import gammaln, logsumexp
 
 import nvppl as nv
 from bench_simulate import NumpyKernel, json_safe, reference_model
+from nvppl.errors import ObservationError
 from nvppl.smc import particle_filter
 
 TARGET_RATE_PER_THREAD = 20e6  # particle-vesicle-steps/s
@@ -177,7 +178,7 @@ def time_compiled(model, params, obs, n_particles, n_threads, repeats, key=0):
     for _ in range(repeats):
         t = time.perf_counter()
         pf = particle_filter(model, params, obs, n_particles=n_particles, key=key, n_threads=n_threads,
-                             trajectory=False)
+                             trajectory=False, proposal="bootstrap")
         times.append(time.perf_counter() - t)
     work = int(pf.particle_vesicle_steps)
     return {"seconds": min(times), "particle_vesicle_steps": work, "rate": work / min(times),
@@ -207,7 +208,8 @@ def agreement(detection: str, n_seeds: int, n_particles: int):
     kernel = NumpyKernel(model, params)
     obs = observations(model, params, SMALL["n_steps"], detection, key=3)
     lc = np.array([float(particle_filter(model, params, obs, n_particles=n_particles, key=s, n_threads=1,
-                                         trajectory=False).log_evidence) for s in range(n_seeds)])
+                                         trajectory=False, proposal="bootstrap").log_evidence)
+                   for s in range(n_seeds)])
     ln = np.array([run_numpy(kernel, obs, n_particles, 100 + s)["log_evidence"] for s in range(n_seeds)])
     finite = bool(np.isfinite(lc).all() and np.isfinite(ln).all())
     with np.errstate(invalid="ignore"):
@@ -219,6 +221,57 @@ def agreement(detection: str, n_seeds: int, n_particles: int):
           f"(sd {np.std(lc, ddof=1):.2f}), NumPy {np.mean(ln):.2f} (sd {np.std(ln, ddof=1):.2f}); difference "
           f"{diff:.2f} +- {se:.2f} ({'agree' if agree else 'DISAGREE'}: within max(3, 4 se))")
     return {"compiled": lc.tolist(), "numpy": ln.tolist(), "difference": diff, "se": se, "agree": agree}
+
+
+def _spread(model, params, obs, n_particles, seeds, proposal, n_threads=1):
+    """log-evidence over seeds (-inf where the filter failed) and seconds per call."""
+    out, t = [], time.perf_counter()
+    for s in range(seeds):
+        try:
+            out.append(float(particle_filter(model, params, obs, n_particles=n_particles, key=s, n_threads=n_threads,
+                                             trajectory=False, proposal=proposal).log_evidence))
+        except ObservationError:
+            out.append(-np.inf)
+    ll = np.asarray(out)
+    fin = ll[np.isfinite(ll)]
+    return {"n_particles": n_particles, "failures": int((~np.isfinite(ll)).sum()), "mean": float(np.mean(fin))
+            if len(fin) else None, "sd": float(np.std(fin, ddof=1)) if len(fin) > 1 else None,
+            "seconds_per_call": (time.perf_counter() - t) / seeds}
+
+
+def guided_figures(quick: bool) -> dict:
+    """The guided filter against the bootstrap filter where the bootstrap collapses: a 6-node
+    cycle, 20 steps, 2 runs, counts and docks seen with p_det = 0.8, at the true parameters
+    (model.default_params()); and binomial counts on 50 nodes (random 4-regular graph) over
+    200 steps (full run only)."""
+    import networkx as nx
+
+    out = {}
+    sub = nv.Substrate.from_networkx(nx.cycle_graph(6))
+    model = nv.VesicleModel(sub, n_types=1)
+    params = model.default_params()
+    obs = nv.simulate(model, params, n_steps=20, n_runs=2, key=3).observe(
+        counts=True, docks=True, detection="binomial", p_det=0.8, key=4)
+    seeds = 3 if quick else 20
+    sizes = (64,) if quick else (64, 256, 1024, 4096)
+    out["cycle6"] = {"guided": [_spread(model, params, obs, n, seeds, "guided") for n in sizes],
+                     "bootstrap": [_spread(model, params, obs, n, min(seeds, 5), "bootstrap") for n in sizes]}
+    for g, b in zip(out["cycle6"]["guided"], out["cycle6"]["bootstrap"]):
+        print(f"6-node cycle, counts and docks (p_det 0.8), {g['n_particles']} particles: guided sd(log Z) "
+              f"{g['sd'] if g['sd'] is None else round(g['sd'], 3)} ({g['failures']} failures of {seeds}, "
+              f"{g['seconds_per_call'] * 1e3:.0f} ms per call); bootstrap: {b['failures']} failures of "
+              f"{min(seeds, 5)}")
+    if not quick:
+        G = nx.random_regular_graph(4, 50, seed=0)
+        model = nv.VesicleModel(nv.Substrate.from_networkx(G), n_types=1)
+        params = model.default_params()
+        obs = nv.simulate(model, params, n_steps=200, n_runs=1, key=3).observe(
+            counts=True, detection="binomial", p_det=0.8, key=4)
+        out["regular50"] = {"guided": [_spread(model, params, obs, n, 5, "guided", n_threads=2) for n in (256, 1024)]}
+        for g in out["regular50"]["guided"]:
+            print(f"50 nodes, 200 steps, binomial counts, {g['n_particles']} particles: guided sd(log Z) "
+                  f"{g['sd']:.2f} ({g['failures']} failures, {g['seconds_per_call']:.1f} s per call, 2 threads)")
+    return out
 
 
 def main(argv=None):
@@ -252,7 +305,8 @@ def main(argv=None):
               f"incompatible with the counts " + (f"from step {collapse}" if collapse is not None else
                                                    "not within the first 5 steps"))
 
-    particle_filter(model, params, obs, n_particles=2, key=0, n_threads=1, trajectory=False)  # warm-up
+    particle_filter(model, params, obs, n_particles=2, key=0, n_threads=1, trajectory=False,
+                    proposal="bootstrap")  # warm-up
     c1 = time_compiled(model, params, obs, particles, 1, repeats)
     c2 = time_compiled(model, params, obs, particles, 2, repeats)
     same = c1["log_evidence"] == c2["log_evidence"] and c1["particle_vesicle_steps"] == c2["particle_vesicle_steps"]
@@ -278,6 +332,7 @@ def main(argv=None):
           f"{ref['log_evidence']:.1f} (on a problem this large both are very noisy)")
 
     small = {det: agreement(det, seeds, small_particles) for det in ("binomial", "poisson")}
+    guided = guided_figures(args.quick)
 
     figures.update({
         "compiled_1thread_rate": c1["rate"], "compiled_2thread_rate": c2["rate"],
@@ -294,7 +349,7 @@ def main(argv=None):
         "small_log_evidence": small, "small_log_evidence_agree": all(v["agree"] for v in small.values()),
         "target_rate_per_thread": TARGET_RATE_PER_THREAD, "target_speedup": TARGET_SPEEDUP,
         "meets_rate_target": bool(c1["rate"] >= TARGET_RATE_PER_THREAD),
-        "meets_speedup_target": bool(speedup >= TARGET_SPEEDUP),
+        "meets_speedup_target": bool(speedup >= TARGET_SPEEDUP), "guided": guided,
     })
     print(json.dumps(json_safe(figures)))
     return figures

@@ -26,7 +26,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import density, infer, kernels, smc  # noqa: E402
+from . import density, exact, infer, kernels, smc  # noqa: E402
 from ._devices import set_host_device_count  # noqa: E402
 from .errors import CapacityError, ImportanceSamplingError, ObservationError, SpecError, TraceError  # noqa: E402
 from .infer import load_fit  # noqa: E402
@@ -44,7 +44,7 @@ _LAZY = ("backend", "diagnostics")
 __all__ = [
     "Substrate", "VesicleModel", "Params", "Traces", "Observations", "simulate", "load_fit",
     "set_host_device_count", "TraceError", "ObservationError", "CapacityError", "ImportanceSamplingError",
-    "SpecError", "infer", "diagnostics", "kernels", "smc", "density", "backend", "__version__",
+    "SpecError", "infer", "diagnostics", "kernels", "smc", "density", "exact", "backend", "__version__",
 ]
 
 

@@ -62,3 +62,14 @@ class ImportanceSamplingError(RuntimeError):
         self.khat = khat
         self.result = result
         super().__init__(message)
+
+
+class ApproximationWarning(UserWarning):
+    """A result rests on an approximation whose error is not controlled (for
+    example a mean-field density, or a composite likelihood that could not be
+    adjusted); the message says which and, where known, by how much."""
+
+
+class WeakIdentificationWarning(UserWarning):
+    """The data barely inform some parameter combinations: the posterior along
+    them is close to the prior or strongly correlated; the message names them."""

@@ -32,7 +32,7 @@ LAYERS = (
     ("params", "priors", "model", "covariates"),
     ("kernels",),
     ("traces",),
-    ("likelihood", "programs"),
+    ("likelihood", "programs", "exact"),
     ("_engine",),
     ("simulate",),
     ("density",),

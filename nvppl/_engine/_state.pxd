@@ -18,6 +18,7 @@ cdef enum:
     DOM_PF = 2          # a particle's step (run, step, particle)
     DOM_RESAMPLE = 3    # resampling after a step (run, step)
     DOM_LINEAGE = 4     # the drawn ancestral line of a run
+    DOM_GUIDED = 5      # a particle's step in the guided filter (run, step, particle)
     DOM_TEST = 9        # the samplers' test streams
     # causes of removal returned by a vesicle step (0: the vesicle survives)
     SURVIVES = 0

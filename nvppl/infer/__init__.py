@@ -19,10 +19,11 @@ from .fit import Fit, load_fit
 __all__ = ["METHODS", "Fit", "fit", "load_fit"]
 
 #: Inference methods and the data each takes.
-METHODS = {"nuts": "Traces", "svi": "Observations", "is": "Observations", "pmmh": "Observations"}
+METHODS = {"auto": "Traces or Observations", "nuts": "Traces", "svi": "Observations", "is": "Observations",
+           "pmmh": "Observations", "exact": "Observations"}
 
 
-def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
+def fit(model, data, method: str = "auto", **kwargs) -> Fit:
     """Fit a vesicle model to data.
 
     Parameters
@@ -32,7 +33,14 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     data : Traces or Observations
         Fully observed traces (``method="nuts"``) or partial observations
         (``method="pmmh"``).
-    method : {"nuts", "svi", "is", "pmmh"}
+    method : {"auto", "nuts", "svi", "is", "pmmh", "exact"}
+        ``"auto"`` (default): NUTS for Traces; for Observations the SVI guide,
+        then importance sampling with the particle filter, and PMMH from the
+        guide when importance sampling is refused; what ran is recorded in
+        ``fit.idata.posterior.attrs["nvppl_auto"]`` (see
+        :func:`nvppl.infer.auto.fit_auto`). ``"exact"``: NUTS on the exact
+        likelihood of the observations, for the small models where it exists
+        (:mod:`nvppl.exact`).
         ``"nuts"``: the No-U-Turn sampler on the exact trace likelihood.
         ``"svi"``: stochastic variational inference whose likelihood is the
         density relaxation's composite likelihood (one-time Poisson marginals of
@@ -79,8 +87,10 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
     covariates, filter_options
         PMMH: the observed runs' covariates and further options of the particle filter.
     posterior_predictive : bool, default True
-        Simulate ``num_ppc`` (default 100) draws per chain and store their summary
-        statistics in ``posterior_predictive``.
+        Simulate ``num_ppc`` (default 100) draws per chain and store in
+        ``posterior_predictive`` their summary statistics (Traces), or
+        ``num_ppc`` draws in all as replicated observations shaped like
+        ``observed_data`` (Observations, every method).
     target_accept_prob : float, optional
         NUTS: default 0.8. PMMH: acceptance rate the proposal scale adapts to
         (default 0.44 in one dimension, 0.234 otherwise).
@@ -93,6 +103,12 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
         tilt ``Q``, which the likelihood does not see), diagonal otherwise.
     ppc_capacity : int, optional
         Vesicle capacity of the posterior predictive simulations.
+    identifiability : bool, default True
+        Compare the posterior with the prior afterwards and name weakly
+        identified or confounded parameters in a
+        :class:`~nvppl.errors.WeakIdentificationWarning` and in
+        ``fit.idata.posterior.attrs["nvppl_weak_directions"]``
+        (:func:`nvppl.infer.identify.check_identifiability`).
 
     Returns
     -------
@@ -122,18 +138,42 @@ def fit(model, data, method: str = "nuts", **kwargs) -> Fit:
         raise TypeError(f"model must be an nvppl VesicleModel, got {type(model).__name__}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; available: {sorted(METHODS)}")
+    identify = kwargs.pop("identifiability", True)
+    result = _dispatch(model, data, method, kwargs)
+    if identify:
+        from .identify import check_identifiability
+
+        check_identifiability(result)
+    return result
+
+
+def _dispatch(model, data, method: str, kwargs: dict) -> Fit:
+    if method == "auto":
+        from .auto import fit_auto
+
+        return fit_auto(model, data, **kwargs)
     if method == "pmmh":
         from .pmmh import fit_pmmh
 
         return fit_pmmh(model, data, **kwargs)
-    if method == "svi":
-        from .svi import fit_svi
+    if method == "exact":
+        from .exact import fit_exact
 
-        return fit_svi(model, data, **kwargs)
-    if method == "is":
-        from .importance import fit_is
+        return fit_exact(model, data, **kwargs)
+    if method in ("svi", "is"):
+        from ._replicate import attach_replicates
 
-        return fit_is(model, data, **kwargs)
+        ppc = kwargs.pop("posterior_predictive", True)
+        num_ppc = kwargs.pop("num_ppc", 100)
+        capacity = kwargs.pop("ppc_capacity", None)
+        if method == "svi":
+            from .svi import fit_svi as run
+        else:
+            from .importance import fit_is as run
+        result = run(model, data, **kwargs)
+        if ppc:
+            attach_replicates(result, data, num_ppc, kwargs.get("key", 0), kwargs.get("covariates"), capacity)
+        return result
     from .nuts import fit_nuts
 
     return fit_nuts(model, data, **kwargs)

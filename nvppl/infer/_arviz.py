@@ -94,13 +94,14 @@ def to_inference_data(model, posterior: dict, sample_stats: dict | None = None, 
 
 
 def observations_to_inference_data(model, obs, posterior: dict, sample_stats: dict, loglik_steps=None,
-                                   attrs: dict | None = None):
+                                   attrs: dict | None = None, posterior_predictive: dict | None = None):
     """``arviz.InferenceData`` of a fit to :class:`~nvppl.Observations`.
 
     Like :func:`to_inference_data`, with the per-run, per-step log-likelihood
     ``loglik_steps (chain, draw, run, step)`` as variable ``obs`` of the
     ``log_likelihood`` group and the observed ``counts``/``docks`` (dims run,
-    step, node, type) as ``observed_data``.
+    step, node, type) as ``observed_data``; ``posterior_predictive`` holds
+    replicated ``counts``/``docks`` of the same shape after ``(chain, draw)``.
     """
     az = arviz()
     coords, dims = _coords_dims(model)
@@ -111,6 +112,8 @@ def observations_to_inference_data(model, obs, posterior: dict, sample_stats: di
     groups = {"posterior": posterior, "sample_stats": sample_stats, "observed_data": observed}
     if loglik_steps is not None:
         groups["log_likelihood"] = {"obs": loglik_steps}
+    if posterior_predictive:
+        groups["posterior_predictive"] = posterior_predictive
     used = {d for g in groups.values() for name in g for d in dims.get(name, [])}
     idata = az.from_dict(**groups, coords={k: v for k, v in coords.items() if k in used},
                          dims={k: v for k, v in dims.items() if any(k in g for g in groups.values())})

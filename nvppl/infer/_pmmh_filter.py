@@ -82,16 +82,20 @@ class FilterEstimate:
         self.error = None
 
     def host(self, values, bits):
-        """Run the filter on the host at constrained ``values`` with the seed of ``bits``."""
+        """Run the filter on the host at constrained ``values`` with the seed of ``bits``
+        (two words, or one pair per run: one seed per run, see :meth:`with_seeds`)."""
         R, T = self.R, self.T
-        w0, w1 = (int(b) for b in np.asarray(bits))  # NumPy first: indexing a jax Array dispatches an op
-        seed = ((w0 & 0x7FFFFFFF) << 32) | w1
+        bits = np.asarray(bits)  # NumPy first: indexing a jax Array dispatches an op
+        seeds = [((int(w0) & 0x7FFFFFFF) << 32) | int(w1) for w0, w1 in bits.reshape(-1, 2)]
         params = self.model.params_with({n: np.asarray(values[n], dtype=np.float64) for n in self.names})
+        options = dict(self.options)
+        if bits.ndim == 2:
+            options["run_keys"] = seeds
         with self._lock:
             self.n_calls += 1
         try:
-            result = self.particle_filter(self.model, params, self.obs, n_particles=self.n_particles, key=seed,
-                                          n_threads=self.n_threads, trajectory=False, **self.options)
+            result = self.particle_filter(self.model, params, self.obs, n_particles=self.n_particles, key=seeds[0],
+                                          n_threads=self.n_threads, trajectory=False, **options)
         except ObservationError:
             return np.float64(-np.inf), np.full((R, T), -np.inf)
         except Exception as exc:  # kept so that fit_pmmh can re-raise it unwrapped
@@ -109,11 +113,21 @@ class FilterEstimate:
             return np.float64(-np.inf), np.full((R, T), -np.inf)
         return ll, steps
 
+    def run_bits(self, key):
+        """One seed per run (``(R, 2)`` words) drawn from ``key``."""
+        return random.bits(key, (self.R, 2), jnp.uint32)
+
     def __call__(self, z, key):
         """``(log p̂(y | z), per-run-step increments)`` with a filter seeded from ``key``."""
+        return self.with_seeds(z, random.bits(key, (2,), jnp.uint32))
+
+    def with_seeds(self, z, bits):
+        """The estimate at ``z`` with the filter seeded by ``bits``: two ``uint32``
+        words, or ``(R, 2)`` words that seed each run separately (so that renewing
+        one run's words leaves the other runs' estimates as they were: block
+        pseudo-marginal MCMC)."""
         constrained = self.postprocess(z)
         values = {n: constrained[n] for n in self.names}
-        bits = random.bits(key, (2,), jnp.uint32)
         dtype = jnp.result_type(float)
         shapes = (jax.ShapeDtypeStruct((), dtype), jax.ShapeDtypeStruct((self.R, self.T), dtype))
         return jax.pure_callback(self.host, shapes, values, bits, vmap_method="sequential")

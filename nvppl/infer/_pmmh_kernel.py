@@ -54,6 +54,9 @@ class PMMHState(NamedTuple):
         (:class:`nvppl.infer._pmmh_adapt.AdaptState`: window accumulators,
         Polyak average, null-move acceptance rate :math:`a_0`).
     rng_key : jax key
+    seeds : array (run, 2) of uint32
+        The particle filter's seed of each run behind the stored estimate
+        (correlated PMMH renews one run's seed per proposal).
     """
 
     i: Any
@@ -66,6 +69,7 @@ class PMMHState(NamedTuple):
     mean_accept_prob: Any
     adapt: Any
     rng_key: Any
+    seeds: Any
 
     @property
     def log_scale(self):
@@ -153,6 +157,16 @@ class PMMH(MCMCKernel):
         passed to the particle filter.
     filter_options : dict, optional
         Further keyword arguments of the particle filter (e.g. ``ess_threshold``).
+    correlated : bool, optional
+        Block pseudo-marginal MH (Tran, Kohn, Quiroz & Villani 2016): the
+        filter's random numbers are part of the chain's state, one seed per run,
+        and each proposal renews the seed of one run chosen at random, so the
+        estimates at the current and proposed points share the other runs'
+        random numbers and their log-ratio is far less noisy; the chain still
+        targets the exact posterior (the seeds' renewal is a Gibbs-type move on
+        the auxiliary variables). Default: on with several runs and the
+        built-in filter. With it, the null moves of the warm-up measure the
+        noise of the log-ratio rather than of one estimate.
 
     Examples
     --------
@@ -183,7 +197,7 @@ class PMMH(MCMCKernel):
                  init=None, proposal_scale: float | None = None, proposal_cov=None,
                  target_accept_prob: float | None = None, adapt: bool = True, dense: bool | None = None,
                  max_init_tries: int = 20, covariates=None, filter_options: dict | None = None,
-                 _particle_filter: Callable | None = None):
+                 correlated: bool | None = None, _particle_filter: Callable | None = None):
         from ..model import VesicleModel
 
         if not isinstance(model, VesicleModel):
@@ -198,6 +212,10 @@ class PMMH(MCMCKernel):
         target_accept_prob = probability(target_accept_prob, "target_accept_prob", low_open=True, high_open=True,
                                          none_ok=True)
         self.max_init_tries = positive_int(max_init_tries, "max_init_tries")
+        if correlated not in (None, True, False):
+            raise ValueError(f"correlated must be True, False or None, got {correlated!r}")
+        #: block pseudo-marginal: each proposal renews the filter's seed of one run only
+        self.correlated = (obs.n_runs > 1 and _particle_filter is None) if correlated is None else bool(correlated)
         self.filter_options = dict(filter_options or {})
         clash = set(self.filter_options) & OWN_ARGUMENTS
         if clash:
@@ -231,9 +249,16 @@ class PMMH(MCMCKernel):
         k_state, k_init = random.split(rng_key)
         z, log_prior, ll, steps = find_start(self.layout, self.estimator, k_init, self.max_init_tries,
                                              init_params, self._init_z, bank)
+        k_state, k_seeds = random.split(k_state)
+        seeds = self.estimator.run_bits(k_seeds)
+        if self.correlated:  # the stored estimate must be the one of the stored seeds
+            ll2, steps2 = self.estimator.with_seeds(z, seeds)
+            ok = jnp.isfinite(ll2)
+            ll, steps = jnp.where(ok, ll2, ll), jnp.where(ok, steps2, steps)
+            seeds = jnp.where(ok, seeds, jnp.zeros_like(seeds))
         zero = jnp.zeros((), jnp.result_type(float))
         return PMMHState(jnp.array(0), z, ll, steps, log_prior, zero, jnp.array(False), zero,
-                         adaptation.init(jnp.log(self.scale0), self.chol0), k_state)
+                         adaptation.init(jnp.log(self.scale0), self.chol0), k_state, seeds)
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         """Initial state; the likelihood estimate of the starting point is computed here (once).
@@ -299,7 +324,14 @@ class PMMH(MCMCKernel):
         flat_prop = flat + jnp.where(null, 0.0, jnp.exp(state.log_scale)) * step
         z_prop = self.layout.unravel(flat_prop)
         log_prior_prop = -self.layout.potential_fn(z_prop)
-        ll_prop, steps_prop = self.estimator(z_prop, k_pf)
+        if self.correlated:
+            k_block, k_fresh = random.split(k_pf)
+            block = random.randint(k_block, (), 0, self.estimator.R)
+            seeds_prop = state.seeds.at[block].set(self.estimator.run_bits(k_fresh)[block])
+            ll_prop, steps_prop = self.estimator.with_seeds(z_prop, seeds_prop)
+        else:
+            seeds_prop = state.seeds
+            ll_prop, steps_prop = self.estimator(z_prop, k_pf)
         log_ratio = (ll_prop + log_prior_prop) - (state.loglik + state.log_prior)
         log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
         accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
@@ -319,7 +351,7 @@ class PMMH(MCMCKernel):
             adapt_state = jax.tree.map(lambda a, b: jnp.where(t < nw, a, b), adapted, state.adapt)
         return PMMHState(t + 1, jax.tree.map(pick, z_prop, state.z), pick(ll_prop, state.loglik),
                          pick(steps_prop, state.loglik_steps), pick(log_prior_prop, state.log_prior), accept_prob,
-                         accepted, mean_accept, adapt_state, rng_key)
+                         accepted, mean_accept, adapt_state, rng_key, pick(seeds_prop, state.seeds))
 
     def get_diagnostics_str(self, state):
         return f"acc. prob={float(state.mean_accept_prob):.2f}, scale={float(np.exp(state.log_scale)):.3g}"

@@ -243,7 +243,8 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     posterior = {n: as_chains(values[n][idx]) for n in names}
     sample_stats = {"loglik": as_chains(loglik[idx]), "log_weight": as_chains(smoothed[idx])}
     attrs = {"method": "is", "khat": float(khat), "ess": ess, "num_draws": int(num_draws), "proposal": proposal,
-             "n_particles": int(n_particles), "detection": obs.detection}
+             "n_particles": int(n_particles), "detection": obs.detection, "nvppl_exactness": "exact in the limit",
+             "filter_proposal": _proposal_of(model, obs, _particle_filter)}
     idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats,
                                                        as_chains(steps[idx]) if log_likelihood else None, attrs)
     return Fit(idata, model, "is", importance=result, svi_fit=init)
@@ -255,3 +256,11 @@ def _systematic(u: float, w: np.ndarray, size: int) -> np.ndarray:
     c[-1] = 1.0
     return np.searchsorted(c, (u + np.arange(size)) / size, side="right").clip(max=len(w) - 1)
 
+
+def _proposal_of(model, obs, custom) -> str:
+    """Which particle filter weighted the draws."""
+    if custom is not None:
+        return "custom"
+    from ..smc.guided import guided_supported
+
+    return "guided" if guided_supported(model, obs) is None else "bootstrap"

@@ -41,7 +41,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
+import jax.numpy as jnp
 import numpy as np
+from jax import random
 from numpyro.infer import MCMC
 
 from .._validate import as_jax_key, choice, nonneg_int, positive_int
@@ -60,7 +62,9 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
              chain_method: str = "vectorized", thinning: int = 1, init=None, proposal_scale: float | None = None,
              proposal_cov=None, target_accept_prob: float | None = None, adapt: bool = True,
              dense: bool | None = None, log_likelihood: bool = True, max_init_tries: int = 20,
-             covariates=None, filter_options: dict | None = None, _particle_filter: Callable | None = None):
+             covariates=None, filter_options: dict | None = None, correlated: bool | None = None,
+             posterior_predictive: bool = True, num_ppc: int = 100, ppc_capacity: int | None = None,
+             _particle_filter: Callable | None = None):
     r"""Particle-marginal Metropolis–Hastings on partial observations; see :func:`nvppl.infer.fit`.
 
     Runs :class:`PMMH` under :class:`numpyro.infer.MCMC` and returns a
@@ -96,8 +100,14 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
         and the filter already uses every core.
     init, proposal_scale, proposal_cov, target_accept_prob, adapt, dense, max_init_tries
         See :class:`PMMH`.
-    covariates, filter_options
+    covariates, filter_options, correlated
         Passed to the particle filter, see :class:`PMMH`.
+    posterior_predictive : bool, default True
+        Store ``num_ppc`` (default 100, shared out over the chains) replicated observations, seen
+        through the data's detection model, in ``posterior_predictive``
+        (variables ``counts``/``docks`` shaped like ``observed_data``).
+    ppc_capacity : int, optional
+        Vesicle capacity of the replicating simulations.
     log_likelihood : bool, default True
         Keep the per-run-step increments of every draw (the ``log_likelihood`` group).
 
@@ -135,7 +145,7 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
     kernel = PMMH(model, obs, n_particles=n_particles, n_threads=n_threads, init=init,
                   proposal_scale=proposal_scale, proposal_cov=proposal_cov, target_accept_prob=target_accept_prob,
                   adapt=adapt, dense=dense, max_init_tries=max_init_tries, covariates=covariates,
-                  filter_options=filter_options, _particle_filter=_particle_filter)
+                  filter_options=filter_options, correlated=correlated, _particle_filter=_particle_filter)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples * thinning, num_chains=num_chains,
                 thinning=thinning, chain_method=chain_method, progress_bar=progress_bar)
     fields = ("loglik", "log_prior", "accept_prob", "accepted", "log_scale") + \
@@ -172,7 +182,23 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
     attrs = {"method": "pmmh", "n_particles": kernel.n_particles, "num_warmup": num_warmup,
              "target_accept_prob": kernel.target_accept_prob, "n_filter_calls": int(estimator.n_calls),
              "loglik_sd_warmup": [float(x) if m else float("nan") for x, m in zip(sd, measured)],
-             "detection": obs.detection}
+             "detection": obs.detection, "correlated": int(kernel.correlated),
+             "filter_proposal": _filter_proposal(model, obs, _particle_filter), "nvppl_exactness": "exact"}
+    ppc = None
+    if posterior_predictive:
+        from ._replicate import replicate_observations
+
+        ppc = replicate_observations(model, obs, posterior, num_ppc, int(np.asarray(random.bits(rng, (), jnp.uint32))),
+                                     covariates, ppc_capacity)
     idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats, extra.get("loglik_steps"),
-                                                  attrs)
+                                                  attrs, ppc)
     return Fit(idata, model, "pmmh", mcmc=mcmc)
+
+
+def _filter_proposal(model, obs, custom) -> str:
+    """Which particle filter estimated the likelihood."""
+    if custom is not None:
+        return "custom"
+    from ..smc.guided import guided_supported
+
+    return "guided" if guided_supported(model, obs) is None else "bootstrap"

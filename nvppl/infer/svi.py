@@ -16,19 +16,23 @@ which treats the observations as independent. NumPyro's SVI fits an AutoGuide
 ``prior(θ)·exp(ℓ_c(θ))``; the density and its gradient come from the compiled
 recursion, so a step costs a few relaxations.
 
-The result is an **approximation**: the composite likelihood ignores the
-correlation of counts across time (a vesicle seen at ``t`` is likely still
-there at ``t + 1``), so it counts the same information several times and the
-guide is usually too narrow; its centre is a consistent estimate. Correct it
-to the exact posterior with the particle filter: ``method="is"`` (importance
-sampling from the guide, checked by Pareto k̂) or ``method="pmmh"`` with
-``init=<this fit>`` (the guide's mean and covariance start and shape the
-random walk).
+The composite likelihood ignores the correlation of counts across time (a
+vesicle seen at ``t`` is likely still there at ``t + 1``), so its curvature
+overstates the information; its maximiser is still consistent. By default
+(``adjust="sandwich"``) the posterior is therefore the **curvature-adjusted**
+Gaussian :math:`\mathcal N(c, (G + P)^{-1})` in the unconstrained coordinates,
+with the Godambe information :math:`G = H J^{-1} H` in place of the composite
+curvature :math:`H` and the prior's curvature :math:`P`
+(:mod:`nvppl.infer._adjust`). It is calibrated to first order and still an
+**approximation**, recorded as such in the fit. The exact posterior is reached
+with the particle filter: ``method="is"`` or ``method="pmmh"`` with ``init=<this fit>``.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import time
 import warnings
 from typing import NamedTuple
 
@@ -46,14 +50,17 @@ from numpyro.optim import Adam
 
 from .. import density
 from . import _arviz, _progress
+from ._adjust import adjust_fit, fd_hessian as _fd_hessian, godambe_covariance, simulate_observed
 from .._validate import as_jax_key, choice, nonneg_int, positive, positive_int
 from ..model import ModelKey
 from ..covariates import model_features
 from ..traces import Observations, check_fit_data
 
-__all__ = ["fit_svi", "GUIDES", "guide_moments", "godambe_covariance"]
+__all__ = ["fit_svi", "GUIDES", "ADJUSTMENTS", "guide_moments", "godambe_covariance"]
 
 DENSE_MAX = 300
+#: Posterior adjustments of :func:`fit_svi`.
+ADJUSTMENTS = ("sandwich", "none")
 
 
 class _PrototypeFromTrace(autoguide.AutoGuide):
@@ -146,16 +153,33 @@ def _prepare(model, obs, covariates, max_age):
     top = max(int(np.max(getattr(obs, k))) for k in ("counts", "docks") if getattr(obs, k) is not None)
     spec = _Spec(obs.counts is not None, obs.docks is not None, obs.detection,
                  float(obs.p_det) if obs.detection == "binomial" else 1.0, float(obs.floor),
-                 top + 1, R, summed, T, varying, A)
-
-    def arr(x):
-        if x is None:
-            return jnp.zeros((1, T, model.n_nodes, model.n_types))
-        x = np.asarray(x, dtype=np.float64)
-        return jnp.asarray(x.sum(0, keepdims=True) if summed else x)
-
-    data = _Data(jnp.asarray(F if per_run else F[:1]), arr(obs.counts), arr(obs.docks))
+                 _n_mix(obs.detection, top), R, summed, T, varying, A)
+    empty = (1, T, model.n_nodes, model.n_types)
+    data = _Data(jnp.asarray(F if per_run else F[:1]), _lay(obs.counts, summed, empty),
+                 _lay(obs.docks, summed, empty))
     return spec, data
+
+
+def _lay(x, summed: bool, empty: tuple):
+    """Observed counts ``(..., R, T, n, K)`` as the program takes them: summed over
+    the runs when these share the density, zeros of shape ``empty`` when not observed."""
+    if x is None:
+        return jnp.zeros(empty)
+    x = np.asarray(x, dtype=np.float64)
+    return jnp.asarray(x.sum(-4, keepdims=True) if summed else x)
+
+
+def _n_mix(detection: str, top: int) -> int:
+    """Terms of the Poisson-detection mixture for counts up to ``top``: a power of
+    two (at least 16), so that data sets of similar size share one compiled
+    program; 1 for the other detection models, which do not use it."""
+    return 1 if detection != "poisson" else int(2 ** max(4, int(np.ceil(np.log2(top + 1)))))
+
+
+def _batch(spec: _Spec, data: _Data, counts, docks) -> _Data:
+    """Simulated data sets ``(B, R, T, n, K)`` laid out like ``data``, batched on axis 0."""
+    empty = (len(counts if counts is not None else docks),) + data.y.shape
+    return _Data(data.F, _lay(counts, spec.summed, empty), _lay(docks, spec.summed, empty))
 
 
 def _composite(spec: _Spec, rho, docks, data: _Data):
@@ -189,10 +213,6 @@ def _program(model, spec: _Spec):
 
 def latent_dim(model) -> int:
     """Number of unconstrained coordinates of the inferred parameters."""
-    from numpyro import handlers
-    from numpyro.distributions import biject_to
-    from numpyro.infer.initialization import init_to_feasible
-
     def prior():
         model.param_sites()
 
@@ -204,8 +224,10 @@ def latent_dim(model) -> int:
 @functools.lru_cache(maxsize=16)
 def _compiled(key: ModelKey, spec: _Spec, guide: str, rank, learning_rate: float, num_steps: int,
               num_particles: int, chunk: int):
-    """SVI object, guide, a compiled loop of ``chunk`` updates and the compiled
-    potential ``z ↦ (U, ∇U)`` in the guide's coordinates, shared by fits of one specification.
+    """SVI object, guide, a compiled loop of ``chunk`` updates, the compiled
+    potential ``z ↦ (U, ∇U)`` in the guide's coordinates, the prior's gradient,
+    the batched scores of simulated data sets and the constraining map, shared
+    by fits of one specification.
 
     The guide is built on the prior-only program (the same sample sites), so
     that setting it up does not evaluate the density op by op."""
@@ -240,27 +262,44 @@ def _compiled(key: ModelKey, spec: _Spec, guide: str, rank, learning_rate: float
     def init(rng, data, init_params):
         return svi.init(rng, data, init_params=init_params)
 
+    def energy(z, data):
+        return potential_energy(program, (data,), {}, g._unpack_latent(z))
+
+    potential = jax.jit(jax.value_and_grad(energy))
+    prior_grad = jax.jit(jax.grad(lambda z: potential_energy(prior_program, (None,), {}, g._unpack_latent(z))))
+
     @jax.jit
-    def potential(z, data):
-        return jax.value_and_grad(lambda z: potential_energy(program, (data,), {}, g._unpack_latent(z)))(z)
+    def scores(z, batch: _Data):  # gradients of the potential, one per data set of the batch
+        return jax.lax.map(lambda yd: jax.grad(energy)(z, _Data(batch.F, *yd)), (batch.y, batch.d),
+                           batch_size=min(32, batch.y.shape[0]))
 
-    return svi, g, loop, potential, init, draw
+    @jax.jit
+    def constrain(z, params):
+        return g._unpack_and_constrain(z, params)
+
+    return _Programs(svi, g, loop, potential, init, draw, prior_grad, scores, constrain)
 
 
-def _fd_hessian(grad, z: np.ndarray, step: float = 1e-5) -> np.ndarray:
-    """Symmetrised central-difference Hessian from a gradient function."""
-    d = z.size
-    H = np.empty((d, d))
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = step
-        H[i] = (grad(z + e) - grad(z - e)) / (2 * step)
-    return 0.5 * (H + H.T)
+#: Compiled programs of one SVI specification (see :func:`_compiled`).
+_Programs = NamedTuple("_Programs", [(name, object) for name in (
+    "svi", "guide", "loop", "potential", "init", "draw", "prior_grad", "scores", "constrain")])
+
+
+def _programs(model, spec: _Spec, data: _Data, guide: str, rank, learning_rate: float, num_steps: int,
+              num_particles: int, chunk: int) -> _Programs:
+    """:func:`_compiled` with the guide's layout set up (from one trace of the prior)."""
+    progs = _compiled(ModelKey(model), spec, guide, rank, float(learning_rate), int(num_steps),
+                      int(num_particles), int(chunk))
+    if progs.guide.prototype_trace is None:
+        with handlers.seed(rng_seed=0):
+            progs.guide._setup_prototype(data)
+    return progs
 
 
 def _laplace(potential, z0, data, dense: bool, max_iter: int):
     """Composite MAP (L-BFGS on the unconstrained potential) and, for ``dense``, the
-    Laplace covariance from a finite-difference Hessian of the gradient."""
+    Laplace covariance from a finite-difference Hessian ``H`` of the gradient:
+    ``(z, cov, result, H)``."""
     from scipy.optimize import minimize
 
     def fun(z):
@@ -271,18 +310,18 @@ def _laplace(potential, z0, data, dense: bool, max_iter: int):
         return v, gr
 
     if max_iter == 0:
-        return np.asarray(z0, dtype=np.float64), None, None
+        return np.asarray(z0, dtype=np.float64), None, None, None
     res = minimize(fun, np.asarray(z0, dtype=np.float64), jac=True, method="L-BFGS-B",
                    options={"maxiter": int(max_iter), "gtol": 1e-8, "ftol": 1e-14})
     z = res.x
-    if not dense:
-        return z, None, res
+    if not dense or not np.all(np.isfinite(z)):
+        return z, None, res, None
     H = _fd_hessian(lambda x: fun(x)[1], z)
+    if not np.all(np.isfinite(H)):
+        return z, None, res, None
     w, V = np.linalg.eigh(H)
-    if not np.all(np.isfinite(w)):
-        return z, None, res
     w = np.maximum(w, 1e-8 * max(w.max(), 1.0))
-    return z, (V / w) @ V.T, res
+    return z, (V / w) @ V.T, res, H
 
 
 def as_chains(x: np.ndarray) -> np.ndarray:
@@ -309,17 +348,29 @@ def _converged(losses: np.ndarray) -> tuple[bool, str]:
     return bool(ok), f"the loss still fell by {drop:.4g} (± {se:.2g}) over the last {w} steps"
 
 
-def guide_moments(fit):
-    """Mean and covariance of an SVI fit's guide in unconstrained space, as a
-    dict of per-site means and a function that orders a covariance like
-    ``jax.flatten_util.ravel_pytree`` of a site dict.
+def guide_moments(fit, adjusted: bool = True):
+    """Mean and covariance in unconstrained space of the distribution an SVI fit's
+    posterior draws come from, and the guide's unpacking function.
+
+    Parameters
+    ----------
+    fit : Fit
+        A ``method="svi"`` fit.
+    adjusted : bool, default True
+        The curvature-adjusted Gaussian when the fit carries one (the default
+        posterior, see :func:`fit_svi`); ``False``, or a fit without adjustment:
+        the fitted guide itself (``fit.extra["guide"]``).
 
     Returns
     -------
-    (loc_sites, cov, unpack) : dict, ndarray (d, d), callable
-        ``unpack(vector)`` maps a latent vector of the guide to site values.
+    (loc, cov, unpack) : ndarray (d,), ndarray (d, d), callable
+        ``unpack(vector)`` maps a latent vector of the guide to site values
+        (the coordinates are ordered like the guide's latent vector).
     """
     g, params = fit.extra["guide"], fit.extra["guide_params"]
+    adj = fit.extra.get("adjustment")
+    if adjusted and adj is not None and adj.applied:
+        return np.asarray(adj.center), np.asarray(adj.cov), g._unpack_latent
     post = g.get_posterior(params)
     loc = np.asarray(post.mean)
     cov = np.asarray(post.covariance_matrix) if hasattr(post, "covariance_matrix") else np.diag(
@@ -330,7 +381,8 @@ def guide_moments(fit):
 def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank: int | None = None,
             learning_rate: float = 0.01, num_samples: int = 1000, num_particles: int = 1, covariates=None,
             max_age: int | None = None, progress_bar: bool = True, log_likelihood: bool = True,
-            map_iter: int | None = None):
+            map_iter: int | None = None, adjust: str = "sandwich", n_boot: int | None = None,
+            center: str = "adjusted"):
     r"""Variational inference with the density's composite likelihood; see :func:`nvppl.infer.fit`.
 
     Parameters
@@ -349,7 +401,7 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         ``"auto"``: ``"mvn"`` up to 300 dimensions, ``"lowrank"`` above.
     learning_rate : float, default 0.01
     num_samples : int, default 1000
-        Draws from the fitted guide stored as the posterior (one chain).
+        Posterior draws stored (four chains when a multiple of four).
     num_particles : int, default 1
         Monte Carlo samples per ELBO gradient.
     covariates : array, optional
@@ -365,20 +417,45 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         (default 1000 up to 300 unconstrained dimensions, 100 above; 0 starts
         from the prior's feasible point instead). Up to 300 dimensions the
         guide's initial covariance is the Laplace one at that point.
+    adjust : {"sandwich", "none"}
+        ``"sandwich"`` (default): draws from the curvature-adjusted Gaussian
+        :math:`\mathcal N(c, (G + P)^{-1})` (:mod:`nvppl.infer._adjust`;
+        :math:`J` from ``n_boot`` data sets simulated at the composite MAP).
+        It needs the MAP search and at most 300 unconstrained dimensions;
+        where it cannot be applied (or :math:`J` is singular or estimated from
+        too few data sets) the guide's draws are kept, with an
+        :class:`~nvppl.errors.ApproximationWarning`. ``"none"``: the guide's
+        draws (too narrow).
+    n_boot : int, optional
+        Simulated data sets for :math:`J` (default ``max(200, 2d + 50)`` for
+        ``d`` unconstrained dimensions); all are simulated in one call of the
+        compiled simulator and scored by one compiled, batched gradient.
+    center : {"adjusted", "map", "guide"}
+        Centre of the adjusted Gaussian: the mode of the prior times the
+        adjusted likelihood (default, one Newton step from the composite MAP,
+        which gives the prior its due weight), the composite MAP, or the
+        guide's mean.
 
     Returns
     -------
     Fit
-        ``posterior`` (guide draws, Params names), ``sample_stats`` (``log_q``:
-        the guide's log density in unconstrained space, ``composite``: the
-        composite log-likelihood of the draw when ``log_likelihood``),
-        ``observed_data``. ``fit.extra`` holds the fitted ``guide`` and
-        ``guide_params``, the ``elbo`` trace (one value per step) and
-        ``converged``. A warning is raised when the loss has not levelled off.
+        ``posterior`` (Params names), ``sample_stats`` (``log_q``: the log
+        density of the draw under the distribution it was drawn from, in
+        unconstrained space; ``composite``: the composite log-likelihood of the
+        draw when ``log_likelihood``), ``observed_data``. The posterior's
+        attributes record ``nvppl_exactness = "approximate"`` and
+        ``nvppl_adjustment`` (a JSON string: whether the adjustment was
+        applied, ``n_boot``, its cost in seconds, the range of the ratio of
+        adjusted to unadjusted standard deviations, notes). ``fit.extra``
+        holds the fitted ``guide`` and ``guide_params`` (the unadjusted
+        guide), ``adjustment`` (:class:`~nvppl.infer._adjust.Adjustment` or
+        None), ``map_latent``, ``composite``, the ``elbo`` trace (one value
+        per step) and ``converged``. A warning is raised when the loss has not
+        levelled off.
 
     Examples
     --------
-    >>> import networkx as nx, nvppl as nv
+    >>> import json, networkx as nx, nvppl as nv
     >>> sub = nv.Substrate.from_networkx(nx.cycle_graph(5))
     >>> uniform_T = nv.VesicleModel(sub, n_types=1).default_params().T
     >>> model = nv.VesicleModel(sub, n_types=1, priors={"a": 0.0, "T": uniform_T})
@@ -387,6 +464,9 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
     >>> fit = fit_svi(model, obs, num_steps=500, num_samples=200, progress_bar=False)
     >>> fit.extra["elbo"].shape, sorted(fit.idata.posterior.data_vars)
     ((500,), ['delta', 'u', 'w'])
+    >>> attrs = fit.idata.posterior.attrs
+    >>> attrs["nvppl_exactness"], json.loads(attrs["nvppl_adjustment"])["applied"]
+    ('approximate', True)
     """
     from .fit import Fit
 
@@ -394,6 +474,9 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
     for name, val in (("num_steps", num_steps), ("num_samples", num_samples), ("num_particles", num_particles)):
         positive_int(val, name)
     learning_rate = positive(learning_rate, "learning_rate")
+    choice(adjust, ADJUSTMENTS, "adjust")
+    choice(center, ("adjusted", "map", "guide"), "center")
+    n_boot = positive_int(n_boot, "n_boot", none_ok=True)
     d = latent_dim(model)
     if guide == "auto":
         guide = "mvn" if d <= DENSE_MAX else "lowrank"
@@ -403,18 +486,16 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         rank = int(min(20, max(1, d // 2)))
     spec, data = _prepare(model, obs, covariates, max_age)
     chunk = int(np.gcd(int(num_steps), 100)) if num_steps >= 100 else int(num_steps)
-    svi, g, loop, potential, init, draw = _compiled(ModelKey(model), spec, guide, rank, float(learning_rate),
-                                              int(num_steps), int(num_particles), chunk)
+    options = (guide, rank, float(learning_rate), int(num_steps), int(num_particles), chunk)
+    progs = _programs(model, spec, data, *options)
+    g = progs.guide
     rng = as_jax_key(key)
     k_init, k_post = jax.random.split(rng)
-    if g.prototype_trace is None:  # the guide's layout, from one trace of the prior
-        with handlers.seed(rng_seed=0):
-            g._setup_prototype(data)
     if map_iter is None:
         map_iter = 1000 if d <= DENSE_MAX else 100
     map_iter = nonneg_int(map_iter, "map_iter")
-    z_map, cov, res = _laplace(potential, g._init_latent, data, guide != "lowrank" and d <= DENSE_MAX,
-                               int(map_iter))
+    dense = d <= DENSE_MAX and (guide != "lowrank" or adjust != "none")
+    z_map, cov, res, H = _laplace(progs.potential, g._init_latent, data, dense, int(map_iter))
     if not np.all(np.isfinite(z_map)):
         raise ValueError("the composite MAP search left the parameter space (non-finite values); check the "
                          "observations against the model")
@@ -423,11 +504,11 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         init_params[f"{g.prefix}_scale_tril"] = jnp.asarray(np.linalg.cholesky(cov))
     elif cov is not None and guide == "diag":
         init_params[f"{g.prefix}_scale"] = jnp.asarray(np.sqrt(np.diag(cov)))
-    state = init(k_init, data, init_params)
+    state = progs.init(k_init, data, init_params)
     losses = []
     bar = _progress.progress_bar(progress_bar, int(num_steps), "svi")
     for _ in range(int(num_steps) // chunk):
-        state, chunk_losses = loop(state, data)
+        state, chunk_losses = progs.loop(state, data)
         losses.append(np.asarray(chunk_losses))
         if bar is not None:
             bar.update(chunk)
@@ -435,11 +516,23 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
     if bar is not None:
         bar.close()
     losses = np.concatenate(losses)
-    params, z, log_q, draws = draw(state, k_post, int(num_samples))
+    params, z, log_q, draws = progs.draw(state, k_post, int(num_samples))
     converged, why = _converged(losses)
     if not converged:
         warnings.warn(f"SVI has not converged after {num_steps} steps: {why}. Run more steps "
                       "(num_steps=...) or change learning_rate", stacklevel=3)
+    comp = _Composite(progs.potential, spec, data, obs, covariates, max_age, progs, options)
+    comp = comp._replace(boot=functools.partial(_boot_scores, model, comp))
+    adjustment, record = None, {"method": "none", "applied": False}
+    if adjust == "sandwich":
+        mean = np.asarray(g.get_posterior(params).mean)
+        adjustment, record = adjust_fit(model, comp, params, z_map, H, map_iter, n_boot,
+                                        jax.random.fold_in(rng, 1), center, mean, DENSE_MAX)
+        if adjustment is not None and adjustment.applied:
+            mvn = numpyro.distributions.MultivariateNormal(jnp.asarray(adjustment.center),
+                                                           jnp.asarray(adjustment.cov))
+            z = mvn.sample(k_post, (int(num_samples),))
+            log_q, draws = mvn.log_prob(z), progs.constrain(z, params)
     log_q = np.asarray(log_q)
     posterior = {n: as_chains(np.asarray(draws[n])) for n in model.inferred}
     sample_stats = {"log_q": as_chains(log_q)}
@@ -450,13 +543,13 @@ def fit_svi(model, obs, num_steps: int = 2000, key=0, guide: str = "auto", rank:
         loglik = as_chains(loglik)
     attrs = {"method": "svi", "guide": guide, "latent_dim": d, "num_steps": int(num_steps),
              "learning_rate": float(learning_rate), "final_loss": float(losses[-1]), "converged": int(converged),
-             "detection": obs.detection}
+             "detection": obs.detection, "nvppl_exactness": "approximate",
+             "nvppl_adjustment": json.dumps(record)}
     if rank is not None:
         attrs["rank"] = int(rank)
     idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats, loglik, attrs)
-    return Fit(idata, model, "svi", guide=g, guide_params=params, elbo=-losses, converged=converged, svi=svi,
-               state=state, map_latent=z_map, map_result=res,
-               composite=_Composite(potential, spec, data, obs, covariates, max_age))
+    return Fit(idata, model, "svi", guide=g, guide_params=params, elbo=-losses, converged=converged, svi=progs.svi,
+               state=state, map_latent=z_map, map_result=res, adjustment=adjustment, composite=comp)
 
 
 class _Composite(NamedTuple):
@@ -468,58 +561,26 @@ class _Composite(NamedTuple):
     obs: Observations
     covariates: object
     max_age: object
+    programs: object = None   # _Programs of the fit
+    options: tuple = ()       # (guide, rank, learning_rate, num_steps, num_particles, chunk)
+    boot: object = None       # (z, sites, n_boot, key) -> (scores (B, d), seconds), see _boot_scores
 
 
-def godambe_covariance(fit, n_boot: int | None = None, key=0, step: float = 1e-5):
-    r"""Sandwich (Godambe) covariance of the composite estimate, by parametric bootstrap.
-
-    The composite likelihood counts correlated observations as independent, so
-    its curvature :math:`H` (the guide's precision) overstates the information.
-    The sandwich :math:`V = H^{-1} J H^{-1}` with :math:`J = \mathrm{Var}(\nabla
-    \ell_c)` the variance of the composite score corrects it (Godambe 1960;
-    Varin, Reid & Firth 2011). :math:`J` is estimated from ``n_boot`` data sets
-    simulated at the guide's mean with the observation model of the data (the
-    runs of one data set are too few to estimate it), :math:`H` by finite
-    differences of the gradient at the composite MAP.
-
-    Parameters
-    ----------
-    fit : Fit
-        A ``method="svi"`` fit.
-    n_boot : int, optional
-        Simulated data sets (default ``max(50, 4 d)`` for ``d`` unconstrained dimensions).
-    key : int or jax key
-
-    Returns
-    -------
-    (mean, V) : ndarray (d,), ndarray (d, d)
-        The composite MAP and the sandwich covariance, in the guide's latent coordinates.
-    """
-    from ..simulate import simulate
-
-    comp = fit.extra["composite"]
-    model, obs = fit.model, comp.obs
-    z = np.asarray(fit.extra["map_latent"], dtype=np.float64)
-    d = z.size
-    n_boot = int(max(50, 4 * d) if n_boot is None else n_boot)
-
-    def grad(data):
-        return np.asarray(comp.potential(jnp.asarray(z), data)[1], dtype=np.float64)
-
-    H = _fd_hessian(lambda x: np.asarray(comp.potential(jnp.asarray(x), comp.data)[1]), z, step)
-    params = fit.posterior_mean()
-    seeds = np.asarray(jax.random.randint(as_jax_key(key), (n_boot, 2), 0, np.iinfo(np.int32).max))
-    scores = np.empty((n_boot, d))
-    for b in range(n_boot):
-        tr = simulate(model, params, n_steps=obs.n_steps, n_runs=obs.n_runs, key=int(seeds[b, 0]),
-                      covariates=comp.covariates)
-        ob = tr.observe(counts=obs.counts is not None, docks=obs.docks is not None, detection=obs.detection,
-                        p_det=obs.p_det, key=int(seeds[b, 1]), floor=obs.floor)
-        scores[b] = grad(_prepare(model, ob, comp.covariates, comp.max_age)[1])
-    J = np.cov(scores, rowvar=False).reshape(d, d)
-    Hinv = np.linalg.pinv(H)
-    V = Hinv @ J @ Hinv
-    return z, 0.5 * (V + V.T)
+def _boot_scores(model, comp: _Composite, z, sites, n_boot: int, key):
+    """Composite scores at ``z`` of ``n_boot`` data sets simulated at ``sites``
+    (constrained values of the inferred fields): ``(scores (B, d), seconds)``."""
+    params = model.params_with({n: np.asarray(sites[n]) for n in model.inferred})
+    counts, docks, t_sim = simulate_observed(model, params, comp.obs, n_boot, key, comp.covariates)
+    spec, progs = comp.spec, comp.programs
+    if spec.detection == "poisson":  # simulated counts may need more mixture terms
+        top = max(int(np.max(x)) for x in (counts, docks) if x is not None)
+        if _n_mix("poisson", top) > spec.n_mix:
+            spec = spec._replace(n_mix=_n_mix("poisson", top))
+            progs = _programs(model, spec, comp.data, *comp.options)
+    start = time.perf_counter()
+    grads = progs.scores(jnp.asarray(z), _batch(spec, comp.data, counts, docks))
+    scores = -np.asarray(grads, dtype=np.float64)  # the prior's part is the same in every row
+    return scores, {"simulate": t_sim, "scores": time.perf_counter() - start}
 
 
 def _draw_loglik(model, obs, spec: _Spec, data: _Data, values: dict) -> np.ndarray:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._engine.bridge import core_model, engine
-from .._validate import positive_int, probability, seed64, thread_count
+from .._validate import choice, positive_int, probability, seed64, thread_count
 from ..covariates import model_features
 from ..errors import CapacityError, ObservationError
 from ..programs import default_capacity
 from ..traces import Observations, Traces
+from .guided import guided_runs, guided_supported
 
 __all__ = ["particle_filter", "ParticleFilterResult", "DETECTION_CODES"]
 
@@ -49,6 +50,8 @@ class ParticleFilterResult:
     n_particles : int
     particle_vesicle_steps : int
         Vesicle-steps propagated, summed over particles, steps and runs.
+    proposal : {"guided", "bootstrap"}
+        The filter that ran (see :func:`particle_filter`).
     """
 
     log_evidence: float
@@ -60,14 +63,28 @@ class ParticleFilterResult:
     trajectory: Traces | None
     n_particles: int
     particle_vesicle_steps: int
+    proposal: str = "bootstrap"
 
 
 def particle_filter(model, params, obs: Observations, n_particles: int = 1024, key=0, n_threads: int | None = None,
                     ess_threshold: float = 0.5, covariates=None, capacity: int | None = None,
-                    trajectory: bool = True, p_det: float | None = None) -> ParticleFilterResult:
-    r"""Bootstrap particle filter over explicit vesicle populations.
+                    trajectory: bool | None = None, p_det: float | None = None, proposal: str = "auto",
+                    run_keys=None) -> ParticleFilterResult:
+    r"""Particle filter for partial observations: guided where the model allows, bootstrap otherwise.
 
-    Each particle is a whole population of vesicles. At step ``t`` every
+    **Guided** (``proposal="guided"``, :mod:`nvppl.smc.guided`): for geometric
+    lifetimes, content that does not act on the dynamics, a release budget of 1
+    or infinity and binomial or exact detection, the vesicles never seen form
+    one Poisson population computed once by the density recursion thinned by
+    detection, particles carry only the seen vesicles (as counts per node and
+    type), each seen vesicle's move, dock and survival is proposed with the
+    step's observation in view, and a node's observation has the probability
+    of a binomial (seen vesicles detected again) convolved with a Poisson
+    (first sightings), which is never zero for data the model can produce.
+    ``trajectory`` is not available from it (``None``).
+
+    **Bootstrap** (``proposal="bootstrap"``): each particle is a whole
+    population of vesicles. At step ``t`` every
     particle is advanced by the life cycle of :ref:`design-model` (emission, migration,
     docking, absorption, decay: eq. 9-19, 37-38) and weighted by the detection
     model of the observations (:class:`~nvppl.Observations`),
@@ -103,10 +120,20 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
         Vesicles a particle may hold at once (default: from the parameters with
         a wide margin). More is an error (:class:`~nvppl.errors.CapacityError`),
         never a truncation.
-    trajectory : bool, default True
-        Draw one smoothed trajectory per run (:attr:`ParticleFilterResult.trajectory`).
+    trajectory : bool, optional
+        Draw one smoothed trajectory per run (:attr:`ParticleFilterResult.trajectory`);
+        only the bootstrap filter can, so ``True`` makes ``proposal="auto"``
+        take it. Default: a trajectory whenever the bootstrap filter runs.
     p_det : float, optional
         Detection probability when ``obs.p_det`` is unknown (binomial detection).
+    proposal : {"auto", "guided", "bootstrap"}, default "auto"
+        ``"auto"`` takes the guided filter wherever it applies
+        (:func:`nvppl.smc.guided.guided_supported` says why not otherwise).
+    run_keys : sequence of int, optional
+        One seed per run instead of ``key``: renewing one run's seed leaves the
+        other runs' estimates unchanged (block pseudo-marginal MCMC).
+
+    Both estimates of the likelihood are unbiased.
 
     Returns
     -------
@@ -130,10 +157,9 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     >>> pf = nv.smc.particle_filter(model, params, obs, n_particles=256, key=0)
     >>> pf.log_increments.shape, pf.filtered_counts.shape
     ((1, 20), (1, 20, 4, 1))
-    >>> bool(pf.log_evidence < 0)
-    True
+    >>> bool(pf.log_evidence < 0), pf.proposal
+    (True, 'guided')
     """
-    pf = engine("filter")
     if not isinstance(obs, Observations):
         raise TypeError(f"obs must be nvppl.Observations, got {type(obs).__name__}")
     obs.check_model(model)
@@ -149,6 +175,19 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
                                "(or build the Observations with p_det)")
     R, T = obs.n_runs, obs.n_steps
     F = model_features(model, covariates, R, T)
+    proposal = choice(proposal, ("auto", "guided", "bootstrap"), "proposal")
+    if run_keys is not None and len(run_keys) != R:
+        raise ValueError(f"run_keys must hold one seed per run ({R}), got {len(run_keys)}")
+    if proposal == "guided" and trajectory:
+        raise ValueError("the guided filter draws no trajectory; use proposal='bootstrap' for trajectory=True")
+    if proposal == "guided" or (proposal == "auto" and not trajectory):
+        why = guided_supported(model, obs, p_det)
+        if why is None:
+            return _guided(model, params, obs, F, N, key, n_threads, ess_threshold, pd, run_keys)
+        if proposal == "guided":
+            raise ValueError(f"the guided filter does not apply here: {why}; use proposal='bootstrap'")
+    trajectory = True if trajectory is None else bool(trajectory)
+    pf = engine("filter")
     C = default_capacity(model, params, F, T) if capacity is None else positive_int(capacity, "capacity")
     cm = core_model(model, params, F)
     seed = seed64(key)
@@ -158,7 +197,7 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
     for r in range(R):
         y = None if obs.counts is None else obs.counts[r]
         d = None if obs.docks is None else obs.docks[r]
-        out = pf.pf_run(cm, seed, r, T, y, d, DETECTION_CODES[detection], 1.0 if pd is None else pd,
+        out = pf.pf_run(cm, seed if run_keys is None else seed64(int(run_keys[r])), r, T, y, d, DETECTION_CODES[detection], 1.0 if pd is None else pd,
                            obs.floor, N, C, float(ess_threshold), nt, bool(trajectory))
         if "error" in out:
             _raise(out, r, model, C)
@@ -171,6 +210,25 @@ def particle_filter(model, params, obs: Observations, n_particles: int = 1024, k
         filtered_counts=np.stack([o["filtered"] for o in runs]), trajectory=traj, n_particles=N,
         particle_vesicle_steps=int(sum(o["work"] for o in runs)),
     )
+
+
+def _guided(model, params, obs, F, N, key, n_threads, ess_threshold, p_det, run_keys) -> ParticleFilterResult:
+    nt = thread_count(n_threads) if n_threads is not None or N * model.n_nodes >= _PARALLEL_MIN_WORK // 8 else 1
+    runs = guided_runs(model, params, obs, F, N, key, nt, ess_threshold, p_det,
+                       None if run_keys is None else [seed64(int(k)) for k in run_keys])
+    for r, out in enumerate(runs):
+        if "error" in out:
+            raise ObservationError(
+                "every particle of the guided filter gives the observations probability zero (the likelihood "
+                "estimate is zero): under these parameters the observations of this step cannot be produced "
+                "(with exact detection, a count or dock count that the vesicles present cannot give)",
+                run=r, step=out["step"])
+    log_inc = np.stack([o["log_inc"] for o in runs])
+    return ParticleFilterResult(
+        log_evidence=float(log_inc.sum()), log_evidence_runs=log_inc.sum(1), log_increments=log_inc,
+        ess=np.stack([o["ess"] for o in runs]), resampled=np.stack([o["resampled"] for o in runs]),
+        filtered_counts=np.stack([o["filtered"] for o in runs]), trajectory=None, n_particles=N,
+        particle_vesicle_steps=int(sum(o["work"] for o in runs)), proposal="guided")
 
 
 def _raise(out, run, model, capacity):

@@ -92,3 +92,48 @@ def compound_poisson_floor(mean, rate, noise_var=0.0):
     rate = np.broadcast_to(rate, np.shape(mean))
     safe = np.where(rate > 0, rate, 1.0)
     return np.where(rate > 0, mean ** 2 / safe + rate * noise_var, 0.0)
+
+
+#: A 4-node digraph with stays: every node has two or three candidates (node 2 and 3: two).
+FOUR_NODES = nx.DiGraph([(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)])
+
+
+def content_case(name, n_steps=12):
+    """A model on :data:`FOUR_NODES` whose docking or migration depends on content strongly.
+
+    ``"docking"``: d_c = 1, docking weight w_c = 2.5, content sd σ_c = 2 (so the
+    docking logit varies by w_c·σ_c = 5 between vesicles), budget 1 (a dock removes).
+    ``"tilt"``: d_c = 1, σ_c = 2, content tilt Q = ±2.5 on alternate nodes: vesicles
+    of positive content head for nodes 0 and 2, the others for 1 and 3.
+    ``"countdown-2d"``: d_c = 2, w_c = (2, −1.5), countdown lifetimes and a budget of 2.
+    ``"covariates"`` / ``"covariates-static"``: d_c = 1, w_c = 2.5, σ_c = 1 and a birth
+    mean that depends on one covariate (B = 1.5, F standard normal, changing over time
+    or not); docking also depends on the covariate.
+    Returns ``(model, params, F)`` (``F`` None without covariates)."""
+    sub = nv.Substrate.from_networkx(FOUR_NODES)
+    base = dict(u=np.array([[1.0]]), r_max=np.array([2.0]), w=np.array([[-2.0]]), content_scale=np.array([[2.0]]))
+    F = None
+    if name == "docking":
+        model = nv.VesicleModel(sub, n_types=1, content_dim=1, budget=1, priors={"w_c": np.array([[2.5]])})
+        params = model.default_params().replace(delta=np.array([0.05]), content_mean=np.array([[-0.5]]), **base)
+    elif name == "tilt":
+        model = nv.VesicleModel(sub, n_types=1, content_dim=1, tilt=True, priors={"w_c": 0.0, "v": 0.0})
+        params = model.default_params().replace(delta=np.array([0.05]), content_mean=np.array([[0.0]]),
+                                                Q=np.array([[[2.5], [-2.5], [2.5], [-2.5]]]), **base)
+    elif name == "countdown-2d":
+        model = nv.VesicleModel(sub, n_types=1, content_dim=2, budget=2, lifetime="countdown",
+                                priors={"w_c": np.array([[2.0, -1.5]])})
+        params = model.default_params().replace(shape=np.array([3.0]), rate=np.array([0.4]),
+                                                content_mean=np.array([[-0.5, 0.3]]),
+                                                **{**base, "content_scale": np.array([[2.0, 1.5]])})
+    elif name in ("covariates", "covariates-static"):
+        model = nv.VesicleModel(sub, n_types=1, content_dim=1, covariate_dim=1, budget=1,
+                                priors={"w_c": np.array([[2.5]])})
+        rng = np.random.default_rng(0)
+        F = rng.normal(size=(n_steps, 4, 1)) if name == "covariates" else rng.normal(size=(4, 1))
+        params = model.default_params().replace(
+            delta=np.array([0.05]), content_mean=np.array([[-0.5]]), content_B=np.array([[[1.5]]]),
+            u=np.array([[1.0, 0.0]]), r_max=np.array([2.0]), w=np.array([[-2.0, 0.5]]), content_scale=np.array([[1.0]]))
+    else:
+        raise ValueError(name)
+    return model, params, F

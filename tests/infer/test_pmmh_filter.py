@@ -85,7 +85,7 @@ def test_pmmh_matches_the_exact_grid_posterior_of_delta():
     dens, cdf = grid_posterior(loglik, np.zeros_like(grid), grid)  # Beta(1, 1) prior
     assert max(dens[0], dens[-1]) < 1e-4 * dens.max()  # the grid holds the posterior
     fit = nv.infer.fit(model, obs, method="pmmh", num_samples=1500, num_warmup=800, num_chains=4,
-                       n_particles=256, key=0, progress_bar=False)
+                       n_particles=256, key=0, progress_bar=False, posterior_predictive=False)
     draws = np.asarray(fit.idata.posterior["delta"])[..., 0]  # (chain, draw)
     assert_quantiles_match(draws, grid, dens, cdf, "delta")
 
@@ -113,7 +113,7 @@ def test_pmmh_matches_the_exact_grid_posterior_of_two_parameters():
         | np.roll(missing, -1, 1)
     assert post[(border | near_missing) & ~missing].max() < 1e-4
     fit = nv.infer.fit(model, obs, method="pmmh", num_samples=700, num_warmup=500, num_chains=4,
-                       n_particles=256, key=1, progress_bar=False)
+                       n_particles=256, key=1, progress_bar=False, posterior_predictive=False)
     for name, grid, marginal in (("delta", gd, np.trapezoid(post, gu, axis=1)),
                                  ("u", gu, np.trapezoid(post, gd, axis=0))):
         dens, cdf = grid_posterior(np.log(marginal), np.zeros_like(grid), grid)
@@ -144,9 +144,9 @@ def test_pmmh_intervals_cover_the_truth():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             svi = nv.infer.fit(model, obs, method="svi", num_steps=400, num_samples=400, key=rep,
-                               progress_bar=False, log_likelihood=False)
+                               progress_bar=False, log_likelihood=False, posterior_predictive=False)
         fit = nv.infer.fit(model, obs, method="pmmh", init=svi, num_samples=400, num_warmup=400, num_chains=2,
-                           n_particles=128, key=rep, progress_bar=False, log_likelihood=False)
+                           n_particles=128, key=rep, progress_bar=False, log_likelihood=False, posterior_predictive=False)
         for name in ("delta", "u", "w"):
             x = np.asarray(fit.idata.posterior[name]).reshape(-1)
             lo, hi = np.quantile(x, [0.05, 0.95])
