@@ -243,7 +243,7 @@ def guided_figures(quick: bool) -> dict:
     """The guided filter against the bootstrap filter where the bootstrap collapses: a 6-node
     cycle, 20 steps, 2 runs, counts and docks seen with p_det = 0.8, at the true parameters
     (model.default_params()); and binomial counts on 50 nodes (random 4-regular graph) over
-    200 steps (full run only)."""
+    200 steps (full run only: 256 particles, 3 seeds)."""
     import networkx as nx
 
     out = {}
@@ -267,7 +267,7 @@ def guided_figures(quick: bool) -> dict:
         params = model.default_params()
         obs = nv.simulate(model, params, n_steps=200, n_runs=1, key=3).observe(
             counts=True, detection="binomial", p_det=0.8, key=4)
-        out["regular50"] = {"guided": [_spread(model, params, obs, n, 5, "guided", n_threads=2) for n in (256, 1024)]}
+        out["regular50"] = {"guided": [_spread(model, params, obs, n, 3, "guided", n_threads=2) for n in (256,)]}
         for g in out["regular50"]["guided"]:
             print(f"50 nodes, 200 steps, binomial counts, {g['n_particles']} particles: guided sd(log Z) "
                   f"{g['sd']:.2f} ({g['failures']} failures, {g['seconds_per_call']:.1f} s per call, 2 threads)")

@@ -18,6 +18,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from ._life cimport birth, vstep
+from ._weights cimport advance, normalise, systematic
 from ._rng cimport Rng, poisson_draw, rng_make, rng_seed, uniform
 from ._state cimport (DOM_LINEAGE, DOM_PF, DOM_RESAMPLE, SINK, SURVIVES, BirthRec, DeathRec, Model, MoveRec, Pop,
                       Recorder, Vesicle, buf_free, buf_init, buf_push, tab)
@@ -251,19 +252,7 @@ def pf_run(CoreModel cm, uint64_t key, int run, int n_steps, counts, docks, int 
                 return {"error": "capacity", "step": t, "particle": j, "needed": int(work[j])}
         with nogil:
             # log-evidence increment, weights, ESS (serial: same result for any thread count)
-            mx = -INFINITY
-            for j in range(N):
-                if lw[j] > mx:
-                    mx = lw[j]
-            tot = 0.0
-            for j in range(N):
-                tot += exp(lw[j] - mx)
-            prev_lse = mx + log(tot)
-            mx = -INFINITY
-            for j in range(N):
-                lw[j] += incr[j]
-                if lw[j] > mx:
-                    mx = lw[j]
+            mx = advance(&lw[0], &incr[0], N, &prev_lse)
         if mx == -INFINITY:
             # name the observation that the most particles cannot explain
             true = np.concatenate([np.asarray(cnt), np.asarray(dk)], axis=1)  # (N, 2 nK)
@@ -280,16 +269,7 @@ def pf_run(CoreModel cm, uint64_t key, int run, int n_steps, counts, docks, int 
                     "observed": int(seen[c]), "true_min": int(true[:, c].min()), "true_max": int(true[:, c].max()),
                     "n_conflict": int(per_cell[c]), "n_particles": int(N)}
         with nogil:
-            tot = 0.0
-            tot2 = 0.0
-            for j in range(N):
-                W[j] = exp(lw[j] - mx)
-                tot += W[j]
-            for j in range(N):
-                W[j] /= tot
-                tot2 += W[j] * W[j]
-            log_inc[t] = mx + log(tot) - prev_lse
-            ess[t] = 1.0 / tot2
+            log_inc[t] = normalise(&lw[0], mx, &W[0], N, &ess[t]) - prev_lse
             for j in range(N):
                 w = W[j]
                 if w > 0.0:
@@ -299,15 +279,7 @@ def pf_run(CoreModel cm, uint64_t key, int run, int n_steps, counts, docks, int 
                 if ess[t] < ess_frac * N:
                     res[t] = 1
                     rng_seed(&g, key, DOM_RESAMPLE, <uint64_t>run, <uint64_t>t, 0)
-                    u = uniform(&g) / N
-                    acc = W[0]
-                    pj = 0
-                    for j in range(N):
-                        while u > acc and pj < N - 1:
-                            pj += 1
-                            acc += W[pj]
-                        anc[t + 1, j] = <int32_t>pj
-                        u += 1.0 / N
+                    systematic(&W[0], N, uniform(&g), &anc[t + 1, 0])
                     for j in range(N):
                         lw[j] = 0.0
                 else:

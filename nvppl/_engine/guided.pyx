@@ -34,6 +34,7 @@ from libc.math cimport INFINITY, exp, isinf, lgamma, log, log1p
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
+from ._weights cimport advance, normalise, systematic
 from ._rng cimport Rng, rng_make, rng_seed, uniform
 from ._state cimport DOM_GUIDED, DOM_RESAMPLE
 
@@ -476,32 +477,11 @@ def guided_run(dict tabs, uint64_t key, int run, int n_steps, counts, docks, dou
                 rg = rng_make(key, DOM_GUIDED, <uint64_t>run, <uint64_t>t, <uint64_t>j)
                 incr[j] = gstep(&g, &rg, t, &E[1 - cur, anc[t, j], 0], &E[cur, j, 0], &PA[j, 0], &PDk[j, 0],
                                 &RA[j, 0], &RD[j, 0], &q[j, 0], &work[j])
-            mx = -INFINITY
-            for j in range(N):
-                if lw[j] > mx:
-                    mx = lw[j]
-            tot = 0.0
-            for j in range(N):
-                tot += exp(lw[j] - mx)
-            prev_lse = mx + log(tot)
-            mx = -INFINITY
-            for j in range(N):
-                lw[j] += incr[j]
-                if lw[j] > mx:
-                    mx = lw[j]
+            mx = advance(&lw[0], &incr[0], N, &prev_lse)
         if mx == -INFINITY:
             return {"error": "zero", "step": t}
         with nogil:
-            tot = 0.0
-            tot2 = 0.0
-            for j in range(N):
-                W[j] = exp(lw[j] - mx)
-                tot += W[j]
-            for j in range(N):
-                W[j] /= tot
-                tot2 += W[j] * W[j]
-            log_inc[t] = mx + log(tot) - prev_lse
-            ess[t] = 1.0 / tot2
+            log_inc[t] = normalise(&lw[0], mx, &W[0], N, &ess[t]) - prev_lse
             for j in range(N):
                 w = W[j]
                 if w > 0.0:
@@ -511,15 +491,7 @@ def guided_run(dict tabs, uint64_t key, int run, int n_steps, counts, docks, dou
                 if ess[t] < ess_frac * N:
                     res[t] = 1
                     rng_seed(&rg, key, DOM_RESAMPLE, <uint64_t>run, <uint64_t>t, 1)
-                    u = uniform(&rg) / N
-                    acc = W[0]
-                    pj = 0
-                    for j in range(N):
-                        while u > acc and pj < N - 1:
-                            pj += 1
-                            acc += W[pj]
-                        anc[t + 1, j] = <int32_t>pj
-                        u += 1.0 / N
+                    systematic(&W[0], N, uniform(&rg), &anc[t + 1, 0])
                     for j in range(N):
                         lw[j] = 0.0
                 else:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..smc.guided import filter_name
 from . import _arviz, _progress
 from .._validate import as_jax_key, positive, positive_int
 from ..errors import ImportanceSamplingError, ObservationError
@@ -244,7 +245,7 @@ def fit_is(model, obs, init=None, num_draws: int = 1000, num_samples: int | None
     sample_stats = {"loglik": as_chains(loglik[idx]), "log_weight": as_chains(smoothed[idx])}
     attrs = {"method": "is", "khat": float(khat), "ess": ess, "num_draws": int(num_draws), "proposal": proposal,
              "n_particles": int(n_particles), "detection": obs.detection, "nvppl_exactness": "exact in the limit",
-             "filter_proposal": _proposal_of(model, obs, _particle_filter)}
+             "filter_proposal": filter_name(model, obs, _particle_filter)}
     idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats,
                                                        as_chains(steps[idx]) if log_likelihood else None, attrs)
     return Fit(idata, model, "is", importance=result, svi_fit=init)
@@ -255,12 +256,3 @@ def _systematic(u: float, w: np.ndarray, size: int) -> np.ndarray:
     c = np.cumsum(w)
     c[-1] = 1.0
     return np.searchsorted(c, (u + np.arange(size)) / size, side="right").clip(max=len(w) - 1)
-
-
-def _proposal_of(model, obs, custom) -> str:
-    """Which particle filter weighted the draws."""
-    if custom is not None:
-        return "custom"
-    from ..smc.guided import guided_supported
-
-    return "guided" if guided_supported(model, obs) is None else "bootstrap"

@@ -47,6 +47,7 @@ from jax import random
 from numpyro.infer import MCMC
 
 from .._validate import as_jax_key, choice, nonneg_int, positive_int
+from ..smc.guided import filter_name
 from . import _arviz
 from ._pmmh_adapt import noise_sd
 from ._pmmh_kernel import DEFAULT_PARTICLES, PMMH, PMMHState
@@ -183,7 +184,7 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
              "target_accept_prob": kernel.target_accept_prob, "n_filter_calls": int(estimator.n_calls),
              "loglik_sd_warmup": [float(x) if m else float("nan") for x, m in zip(sd, measured)],
              "detection": obs.detection, "correlated": int(kernel.correlated),
-             "filter_proposal": _filter_proposal(model, obs, _particle_filter), "nvppl_exactness": "exact"}
+             "filter_proposal": filter_name(model, obs, _particle_filter), "nvppl_exactness": "exact"}
     ppc = None
     if posterior_predictive:
         from ._replicate import replicate_observations
@@ -193,12 +194,3 @@ def fit_pmmh(model, obs, num_samples: int = 1000, num_warmup: int = 1000, num_ch
     idata = _arviz.observations_to_inference_data(model, obs, posterior, sample_stats, extra.get("loglik_steps"),
                                                   attrs, ppc)
     return Fit(idata, model, "pmmh", mcmc=mcmc)
-
-
-def _filter_proposal(model, obs, custom) -> str:
-    """Which particle filter estimated the likelihood."""
-    if custom is not None:
-        return "custom"
-    from ..smc.guided import guided_supported
-
-    return "guided" if guided_supported(model, obs) is None else "bootstrap"

@@ -45,7 +45,7 @@ from scipy.special import expit
 from .._engine.bridge import engine
 from .._validate import seed64
 
-__all__ = ["guided_supported", "life_tables", "unseen_rates", "guided_runs"]
+__all__ = ["guided_supported", "filter_name", "life_tables", "unseen_rates", "guided_runs"]
 
 
 def guided_supported(model, obs, p_det=None) -> str | None:
@@ -75,6 +75,15 @@ def guided_supported(model, obs, p_det=None) -> str | None:
     if obs.detection == "binomial" and obs.p_det is None and p_det is None:
         return "binomial detection with an unknown p_det"
     return None
+
+
+def filter_name(model, obs, custom=None) -> str:
+    """Which filter :func:`nvppl.smc.particle_filter` runs by default for
+    ``model`` and ``obs``: ``"guided"`` or ``"bootstrap"`` (``"custom"`` when
+    ``custom``, a user's filter, is given)."""
+    if custom is not None:
+        return "custom"
+    return "guided" if guided_supported(model, obs) is None else "bootstrap"
 
 
 def life_tables(model, params, F: np.ndarray) -> dict:
