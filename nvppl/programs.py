@@ -24,9 +24,10 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.contrib.control_flow import scan
 
-from . import likelihood
+from . import likelihood, population
 from .model import ModelKey
-from .kernels import docking, emission, migration
+from .kernels import emission
+from .population import CAUSE_CODES, LifeState, StepRecord
 from .traces import lifetime_bin_edges
 
 __all__ = ["life_cycle", "trace_model", "LifeState", "StepRecord", "CAUSE_CODES", "default_capacity",
@@ -35,40 +36,6 @@ __all__ = ["life_cycle", "trace_model", "LifeState", "StepRecord", "CAUSE_CODES"
 #: Summary statistics of posterior predictive checks, recorded by :func:`life_cycle`
 #: as deterministic sites and computed from data by :meth:`Traces.summary_statistics`.
 PPC_STATISTICS = ("occupancy", "dock_rate", "lifetime_hist", "path_length")
-
-#: Death-cause codes used in step records (0 = still alive).
-CAUSE_CODES = {"alive": 0, "expired": 1, "absorbed": 2, "depleted": 3, "sink": 4}
-
-
-class LifeState(NamedTuple):
-    """Vesicle population of every run, in ``capacity`` slots per run."""
-
-    alive: jax.Array      # (R, C) bool
-    vid: jax.Array        # (R, C) vesicle id within its run
-    node: jax.Array       # (R, C) node index
-    vtype: jax.Array      # (R, C) type
-    content: jax.Array    # (R, C, d_c)
-    left: jax.Array       # (R, C) remaining release budget (inf for infinite)
-    tau: jax.Array        # (R, C) remaining lifetime (countdown)
-    age: jax.Array        # (R, C) moves made so far
-    away: jax.Array       # (R, C) moves to another node so far
-    next_id: jax.Array    # (R,) next vesicle id
-    overflow_step: jax.Array  # (R,) first step at which capacity ran out, or -1
-
-
-class StepRecord(NamedTuple):
-    """What happened to every slot during one step."""
-
-    vid: jax.Array        # (R, C) id of the slot's vesicle, -1 for an empty slot
-    new: jax.Array        # (R, C) emitted this step
-    node_from: jax.Array  # (R, C)
-    node_to: jax.Array    # (R, C), -1 when removed at a sink
-    docked: jax.Array     # (R, C)
-    cause: jax.Array      # (R, C) CAUSE_CODES
-    vtype: jax.Array      # (R, C)
-    content: jax.Array    # (R, C, d_c) content at birth (meaningful where new)
-    tau0: jax.Array       # (R, C) initial lifetime (countdown, where new)
-
 
 class _Stats(NamedTuple):
     occupancy: jax.Array   # (K, n) sum over runs and steps
@@ -150,127 +117,38 @@ def life_cycle(model, features, n_steps: int, capacity: int, params=None):
     R = F.shape[0]
     n, K, C, dc = sub.n_nodes, model.n_types, int(capacity), model.content_dim
     X = emission.design_matrix(F)
-    cand = jnp.asarray(sub.candidates)
-    cmask = cand >= 0
-    cand_safe = jnp.maximum(cand, 0)
-    is_sink = jnp.asarray(sub.is_sink)
-    budget = jnp.asarray(model.budget)
-    gamma = jnp.asarray(model.gamma)
+    consts = population.constants(model)
     edges = jnp.asarray(lifetime_bin_edges(n_steps))
     nb = len(edges) - 1
-    tilted, countdown = model.tilted, model.lifetime == "countdown"
-    ridx = jnp.arange(R)[:, None]
     fdt = X.dtype
 
     def bins(age):
         return jnp.clip(jnp.searchsorted(edges, age, side="right") - 1, 0, nb - 1)
 
+    def draw(name, d, mask):
+        return numpyro.sample(name, d if mask is None else d.mask(mask))
+
     def step(carry, xs):
         state, stats = carry
         t, X_t, F_t = xs
-        # 1. emission (eq. 9-13)
-        lam = emission.emission_rate(X_t, p.u, p.r_max, model.emission_link)  # (R, n, K)
-        births = numpyro.sample("births", dist.Poisson(lam)).astype(jnp.int64)
-        flat = births.reshape(R, n * K)
-        total = flat.sum(1)
-        free = ~state.alive
-        rank = jnp.cumsum(free, axis=1) - 1
-        new = free & (rank < total[:, None])
-        lost = total > free.sum(1)
-        overflow_step = jnp.where((state.overflow_step < 0) & lost, t, state.overflow_step)
-        cell = jax.vmap(lambda c, r: jnp.searchsorted(c, r, side="right"))(jnp.cumsum(flat, 1), rank)
-        cell = jnp.minimum(cell, n * K - 1)
-        node = jnp.where(new, cell // K, state.node)
-        vtype = jnp.where(new, cell % K, state.vtype)
-        vid = jnp.where(new, state.next_id[:, None] + rank, state.vid)
-        content = state.content
-        if dc:
-            loc = emission.content_loc(F_t[ridx, node], p.content_mean, p.content_B)  # (R, C, K, dc)
-            loc = jnp.take_along_axis(loc, vtype[..., None, None], axis=2)[:, :, 0]
-            scale = p.content_scale[vtype]
-            c_new = numpyro.sample("content", dist.Normal(loc, scale).to_event(1).mask(new))
-            content = jnp.where(new[..., None], c_new, content)
-        tau, tau0 = state.tau, jnp.zeros((R, C), fdt)
-        if countdown:
-            tau0 = numpyro.sample("tau0", dist.Gamma(p.shape[vtype], p.rate[vtype]).mask(new))
-            tau = jnp.where(new, tau0, tau)
-        left = jnp.where(new, budget[vtype], state.left)
-        age = jnp.where(new, 0, state.age)
-        away = jnp.where(new, 0, state.away)
-        alive = state.alive | new
-
-        # 2. migration (eq. 15-17); a vesicle on a sink is removed
-        at_sink = alive & is_sink[node]
-        movers = alive & ~is_sink[node]
-        c_nodes = cand_safe[node]  # (R, C, M)
-        score = None
-        if tilted:
-            F_cand = F_t[ridx[..., None], c_nodes]  # (R, C, M, p)
-            Q_cand = p.Q[vtype[..., None], c_nodes] if dc else None
-            score = migration.tilt_score(F_cand, p.v[vtype], content if dc else None, Q_cand)
-        logits = migration.move_logits(p.T[vtype, node], cmask[node], gamma[vtype], score)
-        logits = jnp.where(movers[..., None], logits, 0.0)
-        slot = numpyro.sample("move", dist.Categorical(logits=logits).mask(movers))
-        dest = jnp.take_along_axis(c_nodes, slot[..., None], axis=-1)[..., 0]
-        node_to = jnp.where(movers, dest, -1)
-
-        # 3. docking (eq. 18-19) and release budgets
-        z = docking.dock_logit(X_t[ridx, dest], p.w[vtype],
-                               content if dc else None, p.w_c[vtype] if dc else None)
-        docked = numpyro.sample("dock", dist.Bernoulli(logits=z).mask(movers)).astype(bool) & movers
-        left = left - docked
-        depleted = docked & (left <= 0)
-
-        # 4. absorption and 5. decay (eq. 37-38)
-        stage_a = movers & ~depleted
-        absorbed = numpyro.sample("absorb", dist.Bernoulli(probs=p.a[dest]).mask(stage_a)).astype(bool) & stage_a
-        stage_d = stage_a & ~absorbed
-        if countdown:
-            eps = 0.0
-            if model.sigma_tau > 0:
-                eps = numpyro.sample("tau_noise", dist.Normal(jnp.zeros((R, C)), model.sigma_tau).mask(stage_d))
-            tau = jnp.where(stage_d, tau - 1.0 + eps, tau)
-            expired = stage_d & (tau <= 0)
-        else:
-            expired = numpyro.sample("expire", dist.Bernoulli(probs=p.delta[vtype]).mask(stage_d)).astype(bool)
-            expired = expired & stage_d
-        survive = stage_d & ~expired
-        cause = jnp.select([expired, absorbed, depleted, at_sink], [1, 2, 3, 4], 0).astype(jnp.int8)
-
-        age = age + movers
-        away = away + (movers & (dest != node))
-        removed = alive & ~survive
-        onehot_k = jax.nn.one_hot(vtype, K, dtype=fdt)  # (R, C, K)
+        state, record, info = population.step(model, p, consts, state, t, X_t, F_t, draw)
+        survive, removed, docked, dest = info.survive, info.removed, record.docked, state.node
+        onehot_k = jax.nn.one_hot(record.vtype, K, dtype=fdt)  # (R, C, K)
         onehot_n = jax.nn.one_hot(dest, n, dtype=fdt)   # (R, C, n)
         stats = _Stats(
             occupancy=stats.occupancy + jnp.einsum("rck,rcn->kn", onehot_k * survive[..., None], onehot_n),
             docks=stats.docks + jnp.einsum("rck,rcn->kn", onehot_k * docked[..., None], onehot_n),
             hist=stats.hist + jnp.einsum("rck,rcb->kb", onehot_k * removed[..., None],
-                                         jax.nn.one_hot(bins(age), nb, dtype=fdt)),
-            path=stats.path + jnp.einsum("rck,rc->k", onehot_k, (away * removed).astype(fdt)),
+                                         jax.nn.one_hot(bins(state.age), nb, dtype=fdt)),
+            path=stats.path + jnp.einsum("rck,rc->k", onehot_k, (state.away * removed).astype(fdt)),
             count=stats.count + jnp.einsum("rck,rc->k", onehot_k, removed.astype(fdt)),
-        )
-        record = StepRecord(
-            vid=jnp.where(alive, vid, -1), new=new, node_from=node, node_to=node_to, docked=docked,
-            cause=cause, vtype=vtype, content=content, tau0=tau0,
-        )
-        state = LifeState(
-            alive=survive, vid=vid, node=jnp.where(movers, dest, node), vtype=vtype, content=content,
-            left=left, tau=tau, age=age, away=away, next_id=state.next_id + total,
-            overflow_step=overflow_step,
         )
         return (state, stats), record
 
-    itype = jnp.int64
-    init = LifeState(
-        alive=jnp.zeros((R, C), bool), vid=jnp.full((R, C), -1, itype), node=jnp.zeros((R, C), itype),
-        vtype=jnp.zeros((R, C), itype), content=jnp.zeros((R, C, dc), fdt), left=jnp.zeros((R, C), fdt),
-        tau=jnp.zeros((R, C), fdt), age=jnp.zeros((R, C), itype), away=jnp.zeros((R, C), itype),
-        next_id=jnp.zeros(R, itype), overflow_step=jnp.full(R, -1, itype),
-    )
+    init = population.init_state(R, C, dc, fdt)
     zeros = _Stats(jnp.zeros((K, n), fdt), jnp.zeros((K, n), fdt), jnp.zeros((K, nb), fdt),
                    jnp.zeros(K, fdt), jnp.zeros(K, fdt))
-    xs = (jnp.arange(n_steps, dtype=itype), jnp.moveaxis(X, 1, 0), jnp.moveaxis(F, 1, 0))
+    xs = (jnp.arange(n_steps, dtype=jnp.int64), jnp.moveaxis(X, 1, 0), jnp.moveaxis(F, 1, 0))
     (final, stats), records = scan(step, (init, zeros), xs, length=n_steps)
 
     # vesicles alive after the last step are censored: count them in the lifetime statistics

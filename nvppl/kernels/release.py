@@ -11,7 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 __all__ = ["film_coefficients", "activation_release", "total_activation_release",
-           "rank_one_release", "rule_release", "memory_write", "memory_read"]
+           "rank_one_release", "rule_release", "memory_write", "memory_read",
+           "film_from_sums", "rank_one_from_moment", "affine_from_sums"]
 
 
 def film_coefficients(c, W_act, b_act):
@@ -77,7 +78,12 @@ def rank_one_release(c, U, V, eta):
 
 
 def rule_release(g, c, W_alpha, b_alpha, W_beta, b_beta):
-    """Vesicle-conditioned gradient ``g̃ = α(c) ⊙ g + β(c)`` with affine ``α`` and ``β`` (eq. 31)."""
+    """Vesicle-conditioned gradient ``g̃ = α(c) ⊙ g + β(c)`` with affine ``α`` and ``β`` (eq. 31).
+
+    Where several vesicles dock, their effects ``g̃_v − g`` add (eq. 36); the
+    overlay writes ``α(c) = 1 + W_α c + b_α`` so that zero maps leave ``g``
+    unchanged (:func:`affine_from_sums`).
+    """
     return (W_alpha @ c + b_alpha) * g + (W_beta @ c + b_beta)
 
 
@@ -89,3 +95,61 @@ def memory_write(M, c, W_write, retain=1.0):
 def memory_read(M, R):
     """External-memory read ``r = R M`` (eq. 34), to be concatenated to ``h`` (eq. 35)."""
     return R @ M
+
+
+# ---------------------------------------------------------------------------
+# Sums over the docked vesicles (eq. 36). Every operator above is affine in the
+# content, or (rank-one) linear in its second moment, so the summed effect of a
+# set of docked vesicles depends on it only through its count ``n``, its summed
+# content ``S = Σ c`` and its summed second moment ``S₂ = Σ c cᵀ``. The explicit
+# overlay sums over the vesicles that docked; the density mode uses the
+# expectations of the same sums (eq. 53), which is exact for these operators.
+
+
+def film_from_sums(S, n, W_act, b_act):
+    """Summed FiLM coefficients of docked vesicles, ``Σ_v (W_act c_v + b_act)`` (eq. 21, 36).
+
+    Parameters
+    ----------
+    S : (..., K, d_c)
+        Summed content of the docked vesicles per type.
+    n : (..., K)
+        Their number per type.
+    W_act : (K, 2H, d_c), b_act : (K, 2H)
+
+    Returns
+    -------
+    gamma, beta : (..., H)
+        So that ``Δh_total = γ ⊙ h + β`` (eq. 22, 36).
+
+    Examples
+    --------
+    >>> g, b = film_from_sums(jnp.ones((1, 1)), jnp.ones(1), jnp.array([[[0.5], [1.0]]]), jnp.zeros((1, 2)))
+    >>> g.tolist(), b.tolist()
+    ([0.5], [1.0])
+    """
+    gb = jnp.einsum("khd,...kd->...h", W_act, S) + jnp.einsum("kh,...k->...h", b_act, n)
+    H = gb.shape[-1] // 2
+    return gb[..., :H], gb[..., H:]
+
+
+def rank_one_from_moment(S2, U, V, eta):
+    """Summed rank-one changes ``Σ_v η_κ (U_κ c_v)(V_κ c_v)ᵀ = Σ_κ η_κ U_κ S₂[κ] V_κᵀ`` (eq. 25–27, 36).
+
+    Parameters
+    ----------
+    S2 : (..., K, d_c, d_c)
+        Summed second moment ``Σ c cᵀ`` of the docked vesicles per type.
+    U : (K, H, d_c), V : (K, D, d_c), eta : (K,)
+
+    Returns
+    -------
+    (..., H, D)
+    """
+    return jnp.einsum("k,khd,...kde,kje->...hj", eta, U, S2, V)
+
+
+def affine_from_sums(S, n, W, b):
+    """``Σ_v (W_κ c_v + b_κ)`` over docked vesicles, shape ``(..., H)`` (the rule maps α − 1
+    and β of eq. 31, and the memory write of eq. 33 with ``b = 0``)."""
+    return jnp.einsum("khd,...kd->...h", W, S) + jnp.einsum("kh,...k->...h", b, n)

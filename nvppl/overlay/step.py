@@ -1,0 +1,288 @@
+r"""One coupled step of a base network and its vesicles (paper eq. 39–45, DESIGN §7).
+
+In order: (1) forward and backward pass of the network with the current
+modulation (the FiLM and memory release of earlier docks, and a probe per site
+that returns the activation and gradient statistics); (2) covariates and
+emission; (3) migration; (4) docking and release; (5) absorption and decay —
+(2)–(5) by :func:`nvppl.population.step` (explicit mode) or
+:func:`nvppl.overlay.expectation.step` (density mode) — then (6) the parameter
+update: the optimiser's update, modulated by the rule release of this step's
+docks, plus the rank-one parameter release of this step's docks.
+
+Gradients of the training loss reach the release maps: the FiLM and memory
+release of a dock act on later forward passes as affine functions of the maps,
+so their gradients are exact given the docked set; the parameter and rule
+release of step ``t`` change the weights that step ``t + 1`` uses, and the
+forward pass of step ``t + 1`` adds ``d(φ) − stop_gradient(d(φ))`` to them (zero in
+value) so that ``∂L_{t+1}/∂φ`` flows through the change ``d`` — a one-step
+lookahead. With the rule release placed before the optimiser its maps receive
+no gradient (the optimiser's update is not differentiated). In density mode the
+expected docks are recomputed inside the objective from the previous density
+state, so that ``train_vesicles`` fields get the gradient through the step that
+produced them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .. import population
+from ..kernels import emission
+from . import covariates as cov
+from . import expectation
+from .release import Modulated, film, memory, rank_one, rule_maps, rule_modulation
+from .sites import get_at, replace_at
+
+__all__ = ["ReleaseState", "State", "StepOutput", "make_step", "init_state", "dock_sums", "modulated_network"]
+
+
+class ReleaseState(NamedTuple):
+    """What the release operators carry from one step to the next."""
+
+    film_S: jax.Array    # (n, K, d_c) decayed docked content used by the last forward pass
+    film_n: jax.Array    # (n, K)
+    mem_S: jax.Array     # (n, K, d_c) decayed docked content in memory
+    dock_n: jax.Array    # (n, K) docks of the last step
+    dock_S: jax.Array    # (n, K, d_c)
+    dock_S2: jax.Array   # (n, K, d_c, d_c)
+    update: object       # the optimiser's last update (before the rule release)
+    dens_prev: object    # density mode: the state before the last step
+    X_prev: jax.Array    # (n, d_x) the last step's design
+    F_prev: jax.Array    # (n, p)
+
+
+class State(NamedTuple):
+    """Everything one coupled step changes."""
+
+    theta: object        # the network's arrays (equinox partition)
+    opt_state: object
+    phi: object          # ReleaseParams
+    phi_opt_state: object
+    vparams: object      # Params of the vesicle model (JAX arrays)
+    v_opt_state: object
+    pop: object          # LifeState (explicit) or DensityState (density)
+    rel: ReleaseState
+    stats: cov.RunningStats
+    t: jax.Array
+
+
+class StepOutput(NamedTuple):
+    """Per-step metrics and records."""
+
+    loss: jax.Array
+    alive: jax.Array        # vesicles alive after the step (expected, in density mode)
+    docks: jax.Array        # (n_sites,) docks per site
+    modulation: jax.Array   # (n_sites,) RMS of the activation release (γ, β, read) per site
+    features: jax.Array     # (n, p) standardised covariates
+    record: object          # StepRecord of the vesicles (explicit mode with record) or None
+    overflow: jax.Array     # (2,) first overflow (step, node), or -1
+
+
+def dock_sums(model, record):
+    """``(n, K)`` docks and their summed content and second moment from a one-run step record."""
+    n, K, dc = model.n_nodes, model.n_types, model.content_dim
+    docked = record.docked[0]
+    seg = jnp.where(docked, jnp.maximum(record.node_to[0], 0) * K + record.vtype[0], n * K)
+    c = record.content[0]
+    D = jax.ops.segment_sum(docked.astype(c.dtype), seg, n * K + 1)[:-1].reshape(n, K)
+    S = jax.ops.segment_sum(c, seg, n * K + 1)[:-1].reshape(n, K, dc)
+    S2 = jax.ops.segment_sum(c[:, :, None] * c[:, None, :], seg, n * K + 1)[:-1].reshape(n, K, dc, dc)
+    return D, S, S2
+
+
+def _zero(d):
+    return d - jax.lax.stop_gradient(d)
+
+
+def _site_leaf(tree, site, field):
+    return getattr(get_at(tree, site.path), field)
+
+
+def _add_at_sites(ov, tree, deltas: dict):
+    """``tree`` with ``deltas[(site_index, field)]`` added to the sites' leaves (cast to their dtype)."""
+    paths, values = [], []
+    for (i, field), d in deltas.items():
+        leaf = _site_leaf(tree, ov.sites[i], field)
+        paths.append(ov.sites[i].path + (field,))
+        values.append(leaf + d.reshape(leaf.shape).astype(leaf.dtype))
+    return replace_at(tree, paths, values)
+
+
+def _rule_deltas(ov, maps, update):
+    """``α ⊙ u + β − u`` per site leaf, for the rule maps ``(α − 1, β)``."""
+    out = {}
+    for i, (a, b) in enumerate(maps):
+        for field in ("weight", "bias"):
+            if field == "bias" and not ov.sites[i].has_bias:
+                continue
+            u = _site_leaf(update, ov.sites[i], field)
+            shape = (u.shape[0],) + (1,) * (u.ndim - 1)
+            out[(i, field)] = a.reshape(shape) * u + jnp.broadcast_to(b.reshape(shape), u.shape)
+    return out
+
+
+def _rule_trees(ov, theta, maps):
+    """``rule_scale`` and ``rule_shift`` pytrees like ``theta`` for :func:`rule_modulation`."""
+    none = jax.tree.map(lambda _: None, theta)
+    paths, scales, shifts = [], [], []
+    for i, (a, b) in enumerate(maps):
+        for field in ("weight", "bias"):
+            if field == "bias" and not ov.sites[i].has_bias:
+                continue
+            leaf = _site_leaf(theta, ov.sites[i], field)
+            shape = (leaf.shape[0],) + (1,) * (leaf.ndim - 1)
+            paths.append(ov.sites[i].path + (field,))
+            scales.append(1.0 + a.reshape(shape))
+            shifts.append(b.reshape(shape))
+    return replace_at(none, paths, scales), replace_at(none, paths, shifts)
+
+
+def init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_optimizer, train_vesicles):
+    """The state before the first step, and the network's static part."""
+    theta, static = eqx.partition(net, eqx.is_inexact_array)
+    model = ov.model
+    n, K, dc, p = model.n_nodes, model.n_types, model.content_dim, len(ov.covariate_names)
+    f = jnp.zeros(()).dtype
+    vparams = jax.tree.map(jnp.asarray, vparams)
+    pop = population.init_state(1, ov.capacity, dc) if ov.mode == "explicit" else expectation.init(model)
+    zeros_u = jax.tree.map(jnp.zeros_like, theta)
+    rel = ReleaseState(jnp.zeros((n, K, dc), f), jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f),
+                       jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f), jnp.zeros((n, K, dc, dc), f), zeros_u,
+                       expectation.init(model) if ov.mode == "density" else None,
+                       jnp.zeros((n, 1 + p), f), jnp.zeros((n, p), f))
+    vtrain = {k: getattr(vparams, k) for k in train_vesicles}
+    state = State(theta, optimizer.init(theta), phi, release_optimizer.init(phi), vparams,
+                  vesicle_optimizer.init(vtrain) if train_vesicles else None, pop, rel, cov.init_stats(p),
+                  jnp.zeros((), jnp.int64))
+    return state, static
+
+
+def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesicle_optimizer=None,
+              train_vesicles=(), record: bool = False):
+    """The coupled step ``(state, (x, y), key) → (state, StepOutput)``, a pure function."""
+    model = ov.model
+    ops = set(ov.release)
+    act, par, rule, mem = "act" in ops, "param" in ops, "rule" in ops, "memory" in ops
+    after = ov.rule_placement == "after"
+    explicit = ov.mode == "explicit"
+    consts = population.constants(model)
+    rule_tx = rule_modulation()
+    ar, mr = ov.act_retain, ov.memory_retain
+    user = list(ov.user_covariates.values())
+    site_of_node = jnp.asarray(ov.site_of_node)
+    n_sites = ov.n_sites
+
+    def objective(theta, phi, vtrain, probes, state, x, y):
+        rel = state.rel
+        D, S, S2 = rel.dock_n, rel.dock_S, rel.dock_S2
+        if train_vesicles:
+            vp = state.vparams._replace(**vtrain)
+            _, (D, S, S2) = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
+        deltas = {}
+        if par:
+            for i, d in enumerate(rank_one(ov, phi, S2)):
+                deltas[(i, "weight")] = _zero(d)
+        if rule and after:
+            for k, d in _rule_deltas(ov, rule_maps(ov, phi, S, D), rel.update).items():
+                deltas[k] = deltas[k] + _zero(d) if k in deltas else _zero(d)
+        theta_eff = _add_at_sites(ov, theta, deltas) if deltas else theta
+        net = eqx.combine(theta_eff, static)
+        film_S, film_n, mem_S = ar * rel.film_S + S, ar * rel.film_n + D, mr * rel.mem_S + S
+        gb = film(ov, phi, film_S, film_n) if act else [(None, None)] * n_sites
+        if mem:
+            reads, norms = memory(ov, phi, mem_S)
+        else:
+            reads, norms = [None] * n_sites, None
+        wrapped = [Modulated(get_at(net, s.path), gb[i][0], gb[i][1], reads[i], probes[i])
+                   for i, s in enumerate(ov.sites)]
+        net = replace_at(net, [s.path for s in ov.sites], wrapped)
+        loss = loss_fn(net, x, y)
+        mods = []
+        for i in range(n_sites):
+            m2 = 0.0
+            if act:
+                m2 = m2 + jnp.mean(gb[i][0] ** 2) + jnp.mean(gb[i][1] ** 2)
+            if mem:
+                m2 = m2 + jnp.mean(reads[i] ** 2)
+            mods.append(jnp.sqrt(m2))
+        return loss, (film_S, film_n, mem_S, norms, jnp.stack([jnp.asarray(m, float) for m in mods]))
+
+    grad = jax.value_and_grad(objective, argnums=(0, 1, 2, 3), has_aux=True)
+
+    def step(state: State, batch, key):
+        x, y = batch
+        t = state.t
+        probes = [jnp.zeros((3, s.width), _site_leaf(state.theta, s, "weight").dtype) for s in ov.sites]
+        vtrain = {k: getattr(state.vparams, k) for k in train_vesicles}
+        (loss, aux), (g_theta, g_phi, g_v, g_probe) = grad(state.theta, state.phi, vtrain, probes, state, x, y)
+        film_S, film_n, mem_S, norms, mods = aux
+
+        # (2) covariates, then emission, migration, docking, absorption, decay
+        psi = cov.raw(ov, g_probe, loss, norms, [fn(x, y, loss) for fn in user])
+        stats, F_t = cov.standardise(state.stats, jax.lax.stop_gradient(psi))
+        X_t = emission.design_matrix(F_t)
+        rec = None
+        if explicit:
+            pop, rec, _ = population.step(model, state.vparams, consts, state.pop, t, X_t[None], F_t[None],
+                                          population.keyed_draw(key))
+            D, S, S2 = dock_sums(model, rec)
+            alive = jnp.sum(pop.alive)
+            overflow = jnp.stack([pop.overflow_step[0], pop.overflow_node[0]])
+        else:
+            pop, (D, S, S2) = expectation.step(model, state.vparams, state.pop, X_t, F_t)
+            alive = jnp.sum(pop.rho)
+            overflow = jnp.full(2, -1)
+
+        # (6) the update: optimiser, rule release (eq. 31-32), parameter release (eq. 27-28)
+        phi_sg = jax.lax.stop_gradient(state.phi)
+        maps = rule_maps(ov, phi_sg, S, D) if rule else None
+        if rule and not after:
+            sc, sh = _rule_trees(ov, state.theta, maps)
+            g_theta, _ = rule_tx.update(g_theta, None, state.theta, rule_scale=sc, rule_shift=sh)
+        u, opt_state = optimizer.update(g_theta, state.opt_state, state.theta)
+        u_mod = u
+        if rule and after:
+            sc, sh = _rule_trees(ov, state.theta, maps)
+            u_mod, _ = rule_tx.update(u, None, state.theta, rule_scale=sc, rule_shift=sh)
+        if par:
+            u_mod = _add_at_sites(ov, u_mod, {(i, "weight"): d for i, d in enumerate(rank_one(ov, phi_sg, S2))})
+        theta = eqx.apply_updates(state.theta, u_mod)
+        phi_u, phi_opt_state = release_optimizer.update(g_phi, state.phi_opt_state, state.phi)
+        phi = eqx.apply_updates(state.phi, phi_u)
+        vparams, v_opt_state = state.vparams, state.v_opt_state
+        if train_vesicles:
+            vu, v_opt_state = vesicle_optimizer.update(g_v, state.v_opt_state, vtrain)
+            vparams = vparams._replace(**eqx.apply_updates(vtrain, vu))
+
+        rel = ReleaseState(film_S, film_n, mem_S, D, S, S2, u, state.pop if not explicit else None, X_t, F_t)
+        new = State(theta, opt_state, phi, phi_opt_state, vparams, v_opt_state, pop, rel, stats, t + 1)
+        docks_site = jax.ops.segment_sum(D.sum(-1), site_of_node, n_sites)
+        if rec is not None and record:
+            rec = jax.tree.map(lambda a: a[0], rec)
+        else:
+            rec = None
+        return new, StepOutput(loss, alive, docks_site, mods, F_t, rec, overflow)
+
+    return step
+
+
+def modulated_network(ov, state: State, static):
+    """The network with the activation release its next forward pass would get (no probes).
+
+    The parameter and rule release are already in ``state.theta``; the FiLM and
+    memory read of the docks so far are installed as :class:`Modulated` wrappers.
+    """
+    net = eqx.combine(state.theta, static)
+    ops, rel = set(ov.release), state.rel
+    act, mem = "act" in ops, "memory" in ops
+    if not (act or mem):
+        return net
+    gb = film(ov, state.phi, ov.act_retain * rel.film_S + rel.dock_S, ov.act_retain * rel.film_n + rel.dock_n) \
+        if act else [(None, None)] * ov.n_sites
+    reads = memory(ov, state.phi, ov.memory_retain * rel.mem_S + rel.dock_S)[0] if mem else [None] * ov.n_sites
+    wrapped = [Modulated(get_at(net, s.path), gb[i][0], gb[i][1], reads[i], None) for i, s in enumerate(ov.sites)]
+    return replace_at(net, [s.path for s in ov.sites], wrapped)
