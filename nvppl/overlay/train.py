@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -18,6 +19,8 @@ from .step import init_state, make_step, modulated_network
 __all__ = ["TrainResult", "train", "batch_indices"]
 
 _VESICLE_FIELDS = ("u", "w", "v", "content_mean", "content_B")
+# one object each, so that the compiled steps are reused from call to call
+_DEFAULTS = {"release": optax.adam(1e-3), "vesicle": optax.adam(1e-2), "frozen": optax.set_to_zero()}
 
 
 class TrainResult(NamedTuple):
@@ -60,6 +63,40 @@ def batch_indices(n_data: int, n_steps: int, batch_size: int, key) -> np.ndarray
     need = n_steps * batch_size
     order = np.concatenate([rng.permutation(n_data) for _ in range(-(-need // n_data))])[:need]
     return order.reshape(n_steps, batch_size)
+
+
+class _Runner(NamedTuple):
+    scan: Callable   # (state, X, Y, idx (m, B), vkey) -> (state, outputs)
+    one: Callable    # (state, (x, y), vkey) -> (state, output)
+
+
+def _build_runner(ov, static, loss_fn, optimizer, release_optimizer, vesicle_optimizer, train_vesicles, record):
+    step = make_step(ov, static, loss_fn, optimizer, release_optimizer, vesicle_optimizer, train_vesicles, record)
+
+    def scan(st, X, Y, idx, vkey):
+        def body(s, ib):
+            return step(s, (X[ib], Y[ib]), jax.random.fold_in(vkey, s.t))
+        return jax.lax.scan(body, st, idx)
+
+    def one(st, batch, vkey):
+        return step(st, batch, jax.random.fold_in(vkey, st.t))
+
+    return _Runner(jax.jit(scan), jax.jit(one))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_runner(*args):
+    return _build_runner(*args)
+
+
+def _runner(*args):
+    """The compiled steps, reused across calls of :func:`train` with the same overlay,
+    network structure, loss function and optimiser objects (so that training task
+    after task compiles once)."""
+    try:
+        return _cached_runner(*args)
+    except TypeError:  # something unhashable: no reuse
+        return _build_runner(*args)
 
 
 def _as_params(model, params):
@@ -157,22 +194,24 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
     params = _as_params(ov.model, params)
     jkey = as_jax_key(key)
     phi = ov.init_release(jax.random.fold_in(jkey, 1)) if release_params is None else release_params
-    release_optimizer = optax.adam(1e-3) if release_optimizer is None else release_optimizer
+    release_optimizer = _DEFAULTS["release"] if release_optimizer is None else release_optimizer
     if not train_release:
-        release_optimizer = optax.set_to_zero()
-    vesicle_optimizer = optax.adam(1e-2) if vesicle_optimizer is None else vesicle_optimizer
+        release_optimizer = _DEFAULTS["frozen"]
+    vesicle_optimizer = _DEFAULTS["vesicle"] if vesicle_optimizer is None else vesicle_optimizer
     from ..params import Params
 
     vparams = Params(**{k: jnp.asarray(v) for k, v in params.to_dict().items()})
     state, static = init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_optimizer,
                                train_vesicles)
+    # strong dtypes, so that a resumed state (a scan's output) reuses the compiled steps
+    state = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), state)
     if resume is not None:
         if not isinstance(resume, TrainResult):
             raise TypeError(f"resume must be the TrainResult of an earlier train(), got {type(resume).__name__}")
         if jax.tree.structure(resume.state.theta) != jax.tree.structure(state.theta):
             raise ValueError("resume: the network's structure differs from that of the run being resumed")
         state = resume.state
-    step = make_step(ov, static, loss_fn, optimizer, release_optimizer, vesicle_optimizer, train_vesicles, record)
+    runner = _runner(ov, static, loss_fn, optimizer, release_optimizer, vesicle_optimizer, train_vesicles, record)
     vkey = jax.random.fold_in(jkey, 2)
 
     arrays = isinstance(data, tuple) and len(data) == 2 and all(hasattr(a, "shape") for a in data)
@@ -183,15 +222,8 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
                              f"and {Yd.shape[0]}")
         batch_size = positive_int(batch_size, "batch_size")
         idx = jnp.asarray(batch_indices(Xd.shape[0], n_steps, batch_size, jax.random.fold_in(jkey, 3)))
-
-        def run(st, idx_chunk):
-            def body(s, ib):
-                return step(s, (Xd[ib], Yd[ib]), jax.random.fold_in(vkey, s.t))
-            return jax.lax.scan(body, st, idx_chunk)
-        run = jax.jit(run)
     else:
         it = iter(data)
-        one = jax.jit(lambda s, b: step(s, b, jax.random.fold_in(vkey, s.t)))
 
     outs = []
     bar = progress_bar(progress, n_steps, f"overlay ({ov.mode})")
@@ -200,7 +232,7 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
         while done < n_steps:
             m = min(chunk, n_steps - done)
             if arrays:
-                state, out = run(state, idx[done:done + m])
+                state, out = runner.scan(state, Xd, Yd, idx[done:done + m], vkey)
             else:
                 seq = []
                 for _ in range(m):
@@ -208,7 +240,7 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
                         b = next(it)
                     except StopIteration:
                         raise ValueError(f"data ran out after {done + len(seq)} batches; n_steps={n_steps}") from None
-                    state, o = one(state, tuple(b))
+                    state, o = runner.one(state, tuple(b), vkey)
                     seq.append(o)
                 out = jax.tree.map(lambda *a: jnp.stack(a), *seq)
             out = jax.device_get(out)
