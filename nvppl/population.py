@@ -98,7 +98,7 @@ def init_state(n_runs: int, capacity: int, content_dim: int, dtype=None) -> Life
     )
 
 
-def step(model, p, k: Constants, state: LifeState, t, X_t, F_t, draw: Callable):
+def step(model, p, k: Constants, state: LifeState, t, X_t, F_t, draw: Callable, zero_absorption: bool = False):
     """Advance the population by one step of :ref:`design-model` (eq. 9–19, 37–38).
 
     Parameters
@@ -120,6 +120,8 @@ def step(model, p, k: Constants, state: LifeState, t, X_t, F_t, draw: Callable):
         ``births``, ``content``, ``tau0``, ``move``, ``dock``, ``absorb``,
         ``expire`` or ``tau_noise``, where ``mask`` marks the slots whose draw
         counts.
+    zero_absorption : bool
+        The caller knows that ``a = 0`` everywhere: no ``absorb`` choice is drawn.
 
     Returns
     -------
@@ -194,7 +196,10 @@ def step(model, p, k: Constants, state: LifeState, t, X_t, F_t, draw: Callable):
 
     # 4. absorption and 5. decay (eq. 37-38)
     stage_a = movers & ~depleted
-    absorbed = draw("absorb", dist.Bernoulli(probs=p.a[dest]), stage_a).astype(bool) & stage_a
+    if zero_absorption:
+        absorbed = jnp.zeros_like(stage_a)
+    else:
+        absorbed = draw("absorb", dist.Bernoulli(probs=p.a[dest]), stage_a).astype(bool) & stage_a
     stage_d = stage_a & ~absorbed
     if countdown:
         eps = 0.0

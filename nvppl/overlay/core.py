@@ -13,7 +13,7 @@ from ..substrate import Substrate
 from . import covariates as cov
 from . import expectation
 from .release import OPERATORS, init_release, zero_release
-from .sites import find_sites, node_map, site_graph
+from .sites import find_sites, get_at, node_map, site_graph
 
 __all__ = ["Overlay", "MODES", "GRANULARITIES"]
 
@@ -42,10 +42,13 @@ class Overlay:
     mode : {"explicit", "density"}
     capacity : int
         Vesicle slots of the explicit mode.
+    dtype : numpy dtype
+        Float type of the network's site weights; the release maps and the docked
+        sums that act on the network are kept in it (float32 stays float32).
     """
 
     def __init__(self, sites, nodes, granularity, substrate, model, covariate_names, release, mode, capacity,
-                 act_tau, memory_dim, memory_retain, rule_placement, user_covariates):
+                 act_tau, memory_dim, memory_retain, rule_placement, user_covariates, dtype):
         self.sites, self.nodes, self.granularity = list(sites), nodes, granularity
         self.substrate, self.model = substrate, model
         self.covariate_names = tuple(covariate_names)
@@ -53,6 +56,7 @@ class Overlay:
         self.act_tau, self.memory_dim, self.memory_retain = float(act_tau), int(memory_dim), float(memory_retain)
         self.rule_placement = rule_placement
         self.user_covariates = dict(user_covariates)
+        self.dtype = np.dtype(dtype)
 
     @property
     def act_retain(self) -> float:
@@ -114,7 +118,8 @@ class Overlay:
         **model_options
             Passed to :class:`nvppl.VesicleModel` (``lifetime``, ``emission_link``,
             ``tilt``, ``budget``, ``gamma``, ``priors``). Docking does not depend on
-            the content unless ``priors`` gives ``w_c`` a prior or a value.
+            the content, and sites do not absorb vesicles, unless ``priors`` gives
+            ``w_c`` or ``a`` a prior or a value.
 
         Examples
         --------
@@ -161,7 +166,7 @@ class Overlay:
         if sub.labels != nodes.labels:
             raise AssertionError("internal: substrate order differs from the site order")
         names = cov.names("memory" in release, user)
-        priors = {"w_c": 0.0, **dict(model_options.pop("priors", None) or {})}
+        priors = {"w_c": 0.0, "a": 0.0, **dict(model_options.pop("priors", None) or {})}
         model = VesicleModel(sub, n_types=n_types, content_dim=content_dim, covariate_dim=len(names),
                              priors=priors, **model_options)
         if "param" in release and model.content_dim == 0:
@@ -171,8 +176,9 @@ class Overlay:
             why = expectation.unsupported(model)
             if why is not None:
                 raise ValueError(f"mode='density' cannot follow this model exactly: {why}")
+        dtype = np.result_type(*[get_at(net, s.path).weight.dtype for s in found])
         return cls(found, nodes, granularity, sub, model, names, release, mode, capacity, act_tau, memory_dim,
-                   memory_retain, rule_placement, user)
+                   memory_retain, rule_placement, user, dtype)
 
     def init_release(self, key, scale: float = 0.1):
         """Small random release maps (:func:`nvppl.overlay.init_release`)."""

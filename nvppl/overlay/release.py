@@ -78,7 +78,8 @@ def _shapes(ov, s_i):
 
 def zero_release(ov) -> ReleaseParams:
     """Release maps that are all zero: docked vesicles change nothing."""
-    fields = {f: tuple(jnp.zeros(_shapes(ov, i)[f]) for i in range(len(ov.sites))) for f in ReleaseParams._fields}
+    fields = {f: tuple(jnp.zeros(_shapes(ov, i)[f], ov.dtype) for i in range(len(ov.sites)))
+              for f in ReleaseParams._fields}
     return ReleaseParams(**fields)
 
 
@@ -88,7 +89,8 @@ def init_release(ov, key, scale: float = 0.1) -> ReleaseParams:
     ``W_act``, ``U``, ``V``, ``W_write`` are drawn ``Normal(0, scale²/d_c)`` (``V`` with
     ``scale²/(d_c D)`` so that a rank-one change is small against the weight);
     ``eta`` is ``scale``; the biases, the rule maps and the read map ``R`` start
-    at zero (the rule and the memory read start neutral and are learned).
+    at zero (the rule and the memory read start neutral and are learned). All in
+    the network's float type (``ov.dtype``).
     """
     from .._validate import as_jax_key
 
@@ -105,7 +107,7 @@ def init_release(ov, key, scale: float = 0.1) -> ReleaseParams:
         out["V"][-1] = scale / np.sqrt(dc * sh["V"][1]) * jax.random.normal(ks[2], sh["V"])
         out["W_write"][-1] = 1.0 / np.sqrt(dc) * jax.random.normal(ks[3], sh["W_write"])
         out["eta"][-1] = jnp.full(sh["eta"], scale)
-    return ReleaseParams(**{f: tuple(v) for f, v in out.items()})
+    return ReleaseParams(**{f: tuple(a.astype(ov.dtype) for a in v) for f, v in out.items()})
 
 
 # --------------------------------------------------------------- per site

@@ -29,6 +29,7 @@ from typing import Callable, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import population
 from ..kernels import emission
@@ -82,14 +83,17 @@ class StepOutput(NamedTuple):
     overflow: jax.Array     # (2,) first overflow (step, node), or -1
 
 
-def dock_sums(model, record):
-    """``(n, K)`` docks and their summed content and second moment from a one-run step record."""
+def dock_sums(model, record, need_S2: bool = True):
+    """``(n, K)`` docks and their summed content and second moment from a one-run step record
+    (the second moment zero unless ``need_S2``)."""
     n, K, dc = model.n_nodes, model.n_types, model.content_dim
     docked = record.docked[0]
     seg = jnp.where(docked, jnp.maximum(record.node_to[0], 0) * K + record.vtype[0], n * K)
     c = record.content[0]
     D = jax.ops.segment_sum(docked.astype(c.dtype), seg, n * K + 1)[:-1].reshape(n, K)
     S = jax.ops.segment_sum(c, seg, n * K + 1)[:-1].reshape(n, K, dc)
+    if not need_S2:
+        return D, S, jnp.zeros((n, K, dc, dc), c.dtype)
     S2 = jax.ops.segment_sum(c[:, :, None] * c[:, None, :], seg, n * K + 1)[:-1].reshape(n, K, dc, dc)
     return D, S, S2
 
@@ -146,14 +150,14 @@ def init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_opti
     theta, static = eqx.partition(net, eqx.is_inexact_array)
     model = ov.model
     n, K, dc, p = model.n_nodes, model.n_types, model.content_dim, len(ov.covariate_names)
-    f = jnp.zeros(()).dtype
+    f = ov.dtype
     vparams = jax.tree.map(jnp.asarray, vparams)
     pop = population.init_state(1, ov.capacity, dc) if ov.mode == "explicit" else expectation.init(model)
     zeros_u = jax.tree.map(jnp.zeros_like, theta)
     rel = ReleaseState(jnp.zeros((n, K, dc), f), jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f),
                        jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f), jnp.zeros((n, K, dc, dc), f), zeros_u,
                        expectation.init(model) if ov.mode == "density" else None,
-                       jnp.zeros((n, 1 + p), f), jnp.zeros((n, p), f))
+                       jnp.zeros((n, 1 + p)), jnp.zeros((n, p)))
     vtrain = {k: getattr(vparams, k) for k in train_vesicles}
     state = State(theta, optimizer.init(theta), phi, release_optimizer.init(phi), vparams,
                   vesicle_optimizer.init(vtrain) if train_vesicles else None, pop, rel, cov.init_stats(p),
@@ -175,13 +179,16 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
     user = list(ov.user_covariates.values())
     site_of_node = jnp.asarray(ov.site_of_node)
     n_sites = ov.n_sites
+    dtype = ov.dtype
+    zero_absorption = "a" not in model.priors and not np.any(model.fixed["a"])
 
     def objective(theta, phi, vtrain, probes, state, x, y):
         rel = state.rel
         D, S, S2 = rel.dock_n, rel.dock_S, rel.dock_S2
         if train_vesicles:
             vp = state.vparams._replace(**vtrain)
-            _, (D, S, S2) = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
+            _, sums = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
+            D, S, S2 = (a.astype(dtype) for a in sums)
         deltas = {}
         if par:
             for i, d in enumerate(rank_one(ov, phi, S2)):
@@ -228,14 +235,15 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         rec = None
         if explicit:
             pop, rec, _ = population.step(model, state.vparams, consts, state.pop, t, X_t[None], F_t[None],
-                                          population.keyed_draw(key))
-            D, S, S2 = dock_sums(model, rec)
+                                          population.keyed_draw(key), zero_absorption=zero_absorption)
+            D, S, S2 = dock_sums(model, rec, need_S2=par)
             alive = jnp.sum(pop.alive)
             overflow = jnp.stack([pop.overflow_step[0], pop.overflow_node[0]])
         else:
             pop, (D, S, S2) = expectation.step(model, state.vparams, state.pop, X_t, F_t)
             alive = jnp.sum(pop.rho)
             overflow = jnp.full(2, -1)
+        D, S, S2 = (a.astype(dtype) for a in (D, S, S2))
 
         # (6) the update: optimiser, rule release (eq. 31-32), parameter release (eq. 27-28)
         phi_sg = jax.lax.stop_gradient(state.phi)
@@ -267,6 +275,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
             rec = None
         return new, StepOutput(loss, alive, docks_site, mods, F_t, rec, overflow)
 
+    step.objective = objective  # (theta, phi, vtrain, probes, state, x, y) -> (loss, aux): for checks
     return step
 
 
