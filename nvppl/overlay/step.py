@@ -186,7 +186,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         rel = state.rel
         D, S, S2 = rel.dock_n, rel.dock_S, rel.dock_S2
         if train_vesicles:
-            vp = state.vparams._replace(**vtrain)
+            vp = state.vparams.replace(**vtrain)
             _, sums = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
             D, S, S2 = (a.astype(dtype) for a in sums)
         deltas = {}
@@ -264,7 +264,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         vparams, v_opt_state = state.vparams, state.v_opt_state
         if train_vesicles:
             vu, v_opt_state = vesicle_optimizer.update(g_v, state.v_opt_state, vtrain)
-            vparams = vparams._replace(**eqx.apply_updates(vtrain, vu))
+            vparams = vparams.replace(**eqx.apply_updates(vtrain, vu))
 
         rel = ReleaseState(film_S, film_n, mem_S, D, S, S2, u, state.pop if not explicit else None, X_t, F_t)
         new = State(theta, opt_state, phi, phi_opt_state, vparams, v_opt_state, pop, rel, stats, t + 1)
