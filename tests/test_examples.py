@@ -18,6 +18,8 @@ TINY = {
                                 "--particles", "64"],
     "density_inference.py": ["--steps", "10", "--svi-steps", "50", "--draws", "30", "--particles", "64"],
     "emulator_three_factor.py": ["--ticks", "40", "--neurons", "4", "--image", "image"],
+    "overlay_digits.py": ["--steps", "30", "--batch", "16", "--samples", "30", "--warmup", "30", "--plot", "d.png"],
+    "overlay_limits.py": ["--reps", "40", "--densities", "4,16", "--plot", "l.png"],
     "vesicle_modulated_learning.py": ["--ticks", "40", "--nodes", "5", "--neurons-per-node", "2", "--image", "image",
                                       "--plot", "comb.png"],
 }
@@ -36,3 +38,7 @@ def test_example_runs(name, tmp_path, monkeypatch):
         assert (tmp_path / "quickstart-out" / "ppc.png").exists()
     if name == "calibration.py":
         assert (tmp_path / "sbc.png").exists()
+    if name == "overlay_digits.py":
+        assert (tmp_path / "d.png").exists()
+    if name == "overlay_limits.py":
+        assert (tmp_path / "l.png").exists()

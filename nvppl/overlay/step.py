@@ -81,6 +81,7 @@ class StepOutput(NamedTuple):
     features: jax.Array     # (n, p) standardised covariates
     record: object          # StepRecord of the vesicles (explicit mode with record) or None
     overflow: jax.Array     # (2,) first overflow (step, node), or -1
+    aux: object             # what loss_fn returned beside the loss (has_aux), or None
 
 
 def dock_sums(model, record, need_S2: bool = True):
@@ -166,7 +167,7 @@ def init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_opti
 
 
 def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesicle_optimizer=None,
-              train_vesicles=(), record: bool = False):
+              train_vesicles=(), record: bool = False, has_aux: bool = False):
     """The coupled step ``(state, (x, y), key) → (state, StepOutput)``, a pure function."""
     model = ov.model
     ops = set(ov.release)
@@ -208,6 +209,9 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
                    for i, s in enumerate(ov.sites)]
         net = replace_at(net, [s.path for s in ov.sites], wrapped)
         loss = loss_fn(net, x, y)
+        user_aux = None
+        if has_aux:
+            loss, user_aux = loss
         mods = []
         for i in range(n_sites):
             m2 = 0.0
@@ -216,7 +220,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
             if mem:
                 m2 = m2 + jnp.mean(reads[i] ** 2)
             mods.append(jnp.sqrt(m2))
-        return loss, (film_S, film_n, mem_S, norms, jnp.stack([jnp.asarray(m, float) for m in mods]))
+        return loss, (film_S, film_n, mem_S, norms, jnp.stack([jnp.asarray(m, float) for m in mods]), user_aux)
 
     grad = jax.value_and_grad(objective, argnums=(0, 1, 2, 3), has_aux=True)
 
@@ -226,7 +230,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         probes = [jnp.zeros((3, s.width), _site_leaf(state.theta, s, "weight").dtype) for s in ov.sites]
         vtrain = {k: getattr(state.vparams, k) for k in train_vesicles}
         (loss, aux), (g_theta, g_phi, g_v, g_probe) = grad(state.theta, state.phi, vtrain, probes, state, x, y)
-        film_S, film_n, mem_S, norms, mods = aux
+        film_S, film_n, mem_S, norms, mods, user_aux = aux
 
         # (2) covariates, then emission, migration, docking, absorption, decay
         psi = cov.raw(ov, g_probe, loss, norms, [fn(x, y, loss) for fn in user])
@@ -273,7 +277,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
             rec = jax.tree.map(lambda a: a[0], rec)
         else:
             rec = None
-        return new, StepOutput(loss, alive, docks_site, mods, F_t, rec, overflow)
+        return new, StepOutput(loss, alive, docks_site, mods, F_t, rec, overflow, user_aux)
 
     step.objective = objective  # (theta, phi, vtrain, probes, state, x, y) -> (loss, aux): for checks
     return step

@@ -224,3 +224,16 @@ def test_same_key_same_run_and_resume_goes_on():
     r = nv.overlay.train(ov, net, opt, _loss, (X, Y), n_steps=5, batch_size=8, key=6, progress=False, resume=a)
     assert int(r.state.t) == 25
     assert float(r.metrics["alive"][0]) > 0  # the vesicles of the first run are still there
+
+
+def test_loss_with_aux_returns_it_per_step():
+    net = _net()
+    ov = nv.overlay.Overlay.from_network(net, content_dim=1, capacity=128)
+
+    def loss_aux(net, x, y):
+        err = jax.vmap(net)(x) - y
+        return jnp.mean(err ** 2), {"max_err": jnp.max(jnp.abs(err))}
+
+    r = nv.overlay.train(ov, net, optax.sgd(0.01), loss_aux, _batches(6), n_steps=6, has_aux=True, progress=False)
+    assert r.metrics["aux"]["max_err"].shape == (6,)
+    assert np.all(r.metrics["aux"]["max_err"] ** 2 >= r.metrics["loss"])  # the max error bounds the mean
