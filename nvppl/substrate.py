@@ -125,28 +125,8 @@ class Substrate:
                 f"node labels cannot be sorted ({exc}); labels have types {kinds}. "
                 "Relabel the graph with labels of one comparable type."
             ) from None
-        index = {label: i for i, label in enumerate(labels)}
+        cand, n_cand, edges = _candidates(labels, G.edges(), G.is_directed(), allow_stay)
         n = len(labels)
-        directed = G.is_directed()
-        out: list[set[int]] = [set() for _ in range(n)]
-        edge_list = []
-        for a, b in G.edges():
-            i, j = index[a], index[b]
-            out[i].add(j)
-            edge_list.append((i, j))
-            if not directed:
-                out[j].add(i)
-                if i != j:
-                    edge_list.append((j, i))
-        if allow_stay:
-            for i in range(n):
-                out[i].add(i)
-        n_cand = np.array([len(s) for s in out], dtype=np.int64)
-        max_cand = max(int(n_cand.max()), 1)
-        cand = np.full((n, max_cand), -1, dtype=np.int64)
-        for i, s in enumerate(out):
-            cand[i, : len(s)] = sorted(s)
-        edges = np.array(sorted(set(edge_list)), dtype=np.int64).reshape(-1, 2)
 
         names = tuple(covariates or ())
         feats = np.zeros((n, len(names)), dtype=np.float64)
@@ -171,6 +151,33 @@ class Substrate:
                     )
                 feats[i, k] = float(value)
         return cls._create(labels, cand, n_cand, allow_stay, feats, names, edges)
+
+    @classmethod
+    def from_edges(cls, nodes, edges, allow_stay: bool = True) -> "Substrate":
+        """Build a substrate from node labels and directed edges ``(a, b)``, without networkx.
+
+        Examples
+        --------
+        >>> sub = Substrate.from_edges(["a", "b"], [("a", "b")])
+        >>> sub.candidates.tolist()
+        [[0, 1], [1, -1]]
+        """
+        nodes = list(nodes)
+        if not nodes:
+            raise ValueError("a substrate needs at least one node")
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("node labels must be distinct")
+        try:
+            labels = tuple(sorted(nodes))
+        except TypeError as exc:
+            raise ValueError(f"node labels cannot be sorted ({exc})") from None
+        known = set(labels)
+        edges = list(edges)
+        for a, b in edges:
+            if a not in known or b not in known:
+                raise ValueError(f"edge ({a!r}, {b!r}) names a node that is not in the node list")
+        cand, n_cand, pairs = _candidates(labels, edges, True, allow_stay)
+        return cls._create(labels, cand, n_cand, allow_stay, np.zeros((len(labels), 0)), (), pairs)
 
     @classmethod
     def _create(cls, labels, cand, n_cand, allow_stay, feats, names, edges):
@@ -410,3 +417,29 @@ def label_from_json(x):
     if isinstance(x, dict):
         return tuple(label_from_json(y) for y in x["tuple"])
     return x
+
+
+def _candidates(labels, edge_pairs, directed: bool, allow_stay: bool):
+    """Sorted candidate table, candidate counts and edge index pairs of a graph."""
+    index = {label: i for i, label in enumerate(labels)}
+    n = len(labels)
+    out: list[set[int]] = [set() for _ in range(n)]
+    edge_list = []
+    for a, b in edge_pairs:
+        i, j = index[a], index[b]
+        out[i].add(j)
+        edge_list.append((i, j))
+        if not directed:
+            out[j].add(i)
+            if i != j:
+                edge_list.append((j, i))
+    if allow_stay:
+        for i in range(n):
+            out[i].add(i)
+    n_cand = np.array([len(s) for s in out], dtype=np.int64)
+    max_cand = max(int(n_cand.max()), 1)
+    cand = np.full((n, max_cand), -1, dtype=np.int64)
+    for i, s in enumerate(out):
+        cand[i, : len(s)] = sorted(s)
+    edges = np.array(sorted(set(edge_list)), dtype=np.int64).reshape(-1, 2)
+    return cand, n_cand, edges

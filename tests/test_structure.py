@@ -32,7 +32,7 @@ LAYERS = (
     ("params", "priors", "model", "covariates"),
     ("kernels",),
     ("traces",),
-    ("likelihood", "programs", "exact"),
+    ("likelihood", "population", "programs", "exact"),
     ("_engine",),
     ("simulate",),
     ("density",),

@@ -283,3 +283,16 @@ def test_candidates_match_graph(G, stay):
         assert bool(sub.is_sink[i]) == (k == 0)
     assert sub.max_candidates == max(1, max(sub.n_candidates))
     _same(sub, nv.Substrate.from_json(sub.to_json()))
+
+
+def test_from_edges_builds_the_same_substrate_as_from_networkx():
+    edges = [("b", "a"), ("a", "c"), ("c", "c")]
+    a = nv.Substrate.from_edges(["a", "b", "c"], edges, allow_stay=False)
+    b = nv.Substrate.from_networkx(nx.DiGraph(edges), allow_stay=False)
+    assert a.labels == b.labels
+    np.testing.assert_array_equal(a.candidates, b.candidates)
+    np.testing.assert_array_equal(a.edges, b.edges)
+    with pytest.raises(ValueError, match="not in the node list"):
+        nv.Substrate.from_edges(["a"], [("a", "z")])
+    with pytest.raises(ValueError, match="distinct"):
+        nv.Substrate.from_edges(["a", "a"], [])

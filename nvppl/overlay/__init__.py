@@ -22,10 +22,10 @@ Examples
 ('log_rms_act', 'log_rms_grad', 'loss', 'memory_norm')
 """
 
-from . import expectation, release
+from . import expectation, limits, release
 from .core import Overlay
 from .release import OPERATORS, ReleaseParams, init_release, rule_modulation, zero_release
 from .train import TrainResult, batch_indices, train
 
 __all__ = ["Overlay", "train", "TrainResult", "ReleaseParams", "init_release", "zero_release", "rule_modulation",
-           "OPERATORS", "batch_indices", "expectation", "release"]
+           "OPERATORS", "batch_indices", "expectation", "limits", "release"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-import networkx as nx
 import numpy as np
 
 from .._validate import choice, positive_int, real
@@ -13,7 +12,7 @@ from ..substrate import Substrate
 from . import covariates as cov
 from . import expectation
 from .release import OPERATORS, init_release, zero_release
-from .sites import find_sites, get_at, node_map, site_graph
+from .sites import find_sites, get_at, node_map, site_edges
 
 __all__ = ["Overlay", "MODES", "GRANULARITIES"]
 
@@ -74,7 +73,7 @@ class Overlay:
 
     @classmethod
     def from_network(cls, net, n_types: int = 1, content_dim: int = 4, granularity: str = "layer", sites=None,
-                     graph: nx.Graph | None = None, lateral: bool = False, feedback: bool = False,
+                     graph=None, lateral: bool = False, feedback: bool = False,
                      allow_stay: bool = True, release=("act",), mode: str = "explicit", capacity: int = 4096,
                      act_tau: float = 1.0, memory_dim: int = 8, memory_retain: float = 0.9,
                      rule_placement: str = "after", covariates: Mapping[str, Callable] | None = None,
@@ -155,14 +154,15 @@ class Overlay:
 
         found = find_sites(net, sites)
         nodes = node_map(found, granularity)
-        G = site_graph(found, granularity, lateral, feedback) if graph is None else graph
-        if graph is not None:
-            have, want = set(G.nodes), set(nodes.labels)
+        if graph is None:
+            sub = Substrate.from_edges(nodes.labels, site_edges(found, granularity, lateral, feedback), allow_stay)
+        else:
+            sub = Substrate.from_networkx(graph, allow_stay=allow_stay)
+            have, want = set(sub.labels), set(nodes.labels)
             if have != want:
-                missing, extra = sorted(want - have)[:3], sorted(have - want)[:3]
+                missing, extra = sorted(want - have, key=str)[:3], sorted(have - want, key=str)[:3]
                 raise ValueError(f"the graph's nodes must be the overlay's node labels; missing {missing}, "
                                  f"unknown {extra} (labels look like {nodes.labels[0]!r})")
-        sub = Substrate.from_networkx(G, allow_stay=allow_stay)
         if sub.labels != nodes.labels:
             raise AssertionError("internal: substrate order differs from the site order")
         names = cov.names("memory" in release, user)

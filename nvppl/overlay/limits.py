@@ -30,7 +30,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import networkx as nx
 import numpy as np
 
 from .. import population
@@ -98,9 +97,7 @@ def _capacity(mean):
 
 
 def _single_node_model(content_dim):
-    G = nx.DiGraph()
-    G.add_node(0)
-    return VesicleModel(Substrate.from_networkx(G, allow_stay=True), n_types=1, content_dim=content_dim,
+    return VesicleModel(Substrate.from_edges([0], [], allow_stay=True), n_types=1, content_dim=content_dim,
                         emission_link="log", priors={"a": 0.0, "w_c": 0.0})
 
 
@@ -209,10 +206,8 @@ def attention_limit(densities=(4, 16, 64, 256), n_reps: int = 400, key=0) -> Lim
     rng = np.random.default_rng(3)
     S_n, dc = 4, 2
     q, keys, values = np.array([0.8, -0.4]), rng.normal(size=(S_n, dc)), rng.normal(size=(S_n, 3))
-    G = nx.DiGraph()
-    G.add_edges_from((0, s) for s in range(1, S_n + 1))
-    G.add_edges_from((s, s) for s in range(1, S_n + 1))
-    sub = Substrate.from_networkx(G, allow_stay=False)
+    edges = [(0, s) for s in range(1, S_n + 1)] + [(s, s) for s in range(1, S_n + 1)]
+    sub = Substrate.from_edges(range(S_n + 1), edges, allow_stay=False)
     model = VesicleModel(sub, n_types=1, content_dim=dc, covariate_dim=1, emission_link="log", tilt=True,
                          priors={"a": 0.0, "w_c": 0.0})
     score = keys @ q

@@ -7,7 +7,8 @@ slice of its units (output features or channels). The graph has one node per
 site (``granularity="layer"``) or one per unit of each site (``"unit"``), edges
 along the forward computation (site ``l`` to site ``l + 1``), and optionally
 lateral edges (between the units of one site) and feedback edges (reversed
-forward edges); the user may pass any networkx graph over the same node labels.
+forward edges); the user may pass any networkx graph over the same node labels
+(read by :meth:`nvppl.Substrate.from_networkx`, the one place networkx is touched).
 
 Node labels sort in site order: ``"L0:layers[0]"`` for a layer, and
 ``"L0:layers[0]/007"`` for its unit 7.
@@ -20,10 +21,9 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
-import networkx as nx
 import numpy as np
 
-__all__ = ["Site", "find_sites", "get_at", "replace_at", "parse_path", "site_graph", "NodeMap", "node_map"]
+__all__ = ["Site", "find_sites", "get_at", "replace_at", "parse_path", "site_edges", "NodeMap", "node_map"]
 
 _TOKEN = re.compile(r"\.?([A-Za-z_]\w*)|\[(\d+)\]")
 
@@ -201,19 +201,17 @@ def node_map(sites, granularity: str) -> NodeMap:
     return NodeMap(labels, site, per_node, first)
 
 
-def site_graph(sites, granularity: str = "layer", lateral: bool = False, feedback: bool = False) -> nx.DiGraph:
-    """The directed graph over the sites' nodes: forward edges, optionally lateral and feedback ones."""
+def site_edges(sites, granularity: str = "layer", lateral: bool = False, feedback: bool = False) -> list:
+    """The directed edges between the sites' nodes: forward, optionally lateral and feedback ones."""
     groups = _labels(sites, granularity)
-    G = nx.DiGraph()
-    for g in groups:
-        G.add_nodes_from(g)
+    edges = []
     for a, b in zip(groups[:-1], groups[1:]):
         for u in a:
             for v in b:
-                G.add_edge(u, v)
+                edges.append((u, v))
                 if feedback:
-                    G.add_edge(v, u)
+                    edges.append((v, u))
     if lateral:
         for g in groups:
-            G.add_edges_from((u, v) for u in g for v in g if u != v)
-    return G
+            edges.extend((u, v) for u in g for v in g if u != v)
+    return edges
