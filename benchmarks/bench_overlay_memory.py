@@ -211,14 +211,15 @@ def run_overlay(ov, seed: int, k: int, X, Y) -> dict:
     res = None
     for e in range(E):
         seg = ([batches[e - 1][k]] if e else []) + batches[e][:k]  # last query, then this episode up to its query
-        res = nv.overlay.train(ov, net, OPT, loss_fn, seg, n_steps=len(seg), key=seed, params=params,
-                               release_optimizer=RELEASE_OPT, progress=False, resume=res)
+        res = nv.overlay.train(ov, net, OPT, loss_fn, seg, n_steps=len(seg), key=seed,
+                               params=params if res is None else None, release_optimizer=RELEASE_OPT,
+                               progress=False, resume=res)
         if e:
             loss_at_query[e - 1] = res.metrics["loss"][0]
         docks.append(res.metrics["docks"].sum(1)[-k:])
         a, c = evaluate(res.modulated_net, *batches[e][k])
         acc[e], ce[e] = float(a), float(c)
-    res = nv.overlay.train(ov, net, OPT, loss_fn, [batches[E - 1][k]], n_steps=1, key=seed, params=params,
+    res = nv.overlay.train(ov, net, OPT, loss_fn, [batches[E - 1][k]], n_steps=1, key=seed,
                            release_optimizer=RELEASE_OPT, progress=False, resume=res)
     loss_at_query[E - 1] = res.metrics["loss"][0]
     docks = np.stack(docks)  # (E, k): show step, distractors

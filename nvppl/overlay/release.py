@@ -88,9 +88,12 @@ def init_release(ov, key, scale: float = 0.1) -> ReleaseParams:
 
     ``W_act``, ``U``, ``V``, ``W_write`` are drawn ``Normal(0, scale²/d_c)`` (``V`` with
     ``scale²/(d_c D)`` so that a rank-one change is small against the weight);
-    ``eta`` is ``scale``; the biases, the rule maps and the read map ``R`` start
-    at zero (the rule and the memory read start neutral and are learned). All in
-    the network's float type (``ov.dtype``).
+    the biases, the rule maps, the read map ``R`` and the rank-one step size
+    ``eta`` start at zero: the rule, the memory read and the parameter release
+    start neutral and are learned. (A rank-one change ``η U (Σ c cᵀ) Vᵀ`` has the
+    same sign pattern at every dock, since ``Σ c cᵀ`` is positive semi-definite, so
+    a fixed non-zero ``η`` drifts the weights step after step.) All in the
+    network's float type (``ov.dtype``).
     """
     from .._validate import as_jax_key
 
@@ -106,7 +109,6 @@ def init_release(ov, key, scale: float = 0.1) -> ReleaseParams:
         out["U"][-1] = scale / np.sqrt(dc) * jax.random.normal(ks[1], sh["U"])
         out["V"][-1] = scale / np.sqrt(dc * sh["V"][1]) * jax.random.normal(ks[2], sh["V"])
         out["W_write"][-1] = 1.0 / np.sqrt(dc) * jax.random.normal(ks[3], sh["W_write"])
-        out["eta"][-1] = jnp.full(sh["eta"], scale)
     return ReleaseParams(**{f: tuple(a.astype(ov.dtype) for a in v) for f, v in out.items()})
 
 

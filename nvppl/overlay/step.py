@@ -154,10 +154,11 @@ def init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_opti
     f = ov.dtype
     vparams = jax.tree.map(jnp.asarray, vparams)
     pop = population.init_state(1, ov.capacity, dc) if ov.mode == "explicit" else expectation.init(model)
-    zeros_u = jax.tree.map(jnp.zeros_like, theta)
+    keep_update = "rule" in ov.release and ov.rule_placement == "after"
+    zeros_u = jax.tree.map(jnp.zeros_like, theta) if keep_update else None
     rel = ReleaseState(jnp.zeros((n, K, dc), f), jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f),
                        jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f), jnp.zeros((n, K, dc, dc), f), zeros_u,
-                       expectation.init(model) if ov.mode == "density" else None,
+                       expectation.init(model) if train_vesicles else None,
                        jnp.zeros((n, 1 + p)), jnp.zeros((n, p)))
     vtrain = {k: getattr(vparams, k) for k in train_vesicles}
     state = State(theta, optimizer.init(theta), phi, release_optimizer.init(phi), vparams,
@@ -263,14 +264,18 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         if par:
             u_mod = _add_at_sites(ov, u_mod, {(i, "weight"): d for i, d in enumerate(rank_one(ov, phi_sg, S2))})
         theta = eqx.apply_updates(state.theta, u_mod)
-        phi_u, phi_opt_state = release_optimizer.update(g_phi, state.phi_opt_state, state.phi)
-        phi = eqx.apply_updates(state.phi, phi_u)
+        if ops:
+            phi_u, phi_opt_state = release_optimizer.update(g_phi, state.phi_opt_state, state.phi)
+            phi = eqx.apply_updates(state.phi, phi_u)
+        else:  # nothing released: the maps have no gradient
+            phi, phi_opt_state = state.phi, state.phi_opt_state
         vparams, v_opt_state = state.vparams, state.v_opt_state
         if train_vesicles:
             vu, v_opt_state = vesicle_optimizer.update(g_v, state.v_opt_state, vtrain)
             vparams = vparams.replace(**eqx.apply_updates(vtrain, vu))
 
-        rel = ReleaseState(film_S, film_n, mem_S, D, S, S2, u, state.pop if not explicit else None, X_t, F_t)
+        rel = ReleaseState(film_S, film_n, mem_S, D, S, S2, u if (rule and after) else None,
+                           state.pop if train_vesicles else None, X_t, F_t)
         new = State(theta, opt_state, phi, phi_opt_state, vparams, v_opt_state, pop, rel, stats, t + 1)
         docks_site = jax.ops.segment_sum(D.sum(-1), site_of_node, n_sites)
         if rec is not None and record:

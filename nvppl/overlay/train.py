@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable, NamedTuple
 
 import equinox as eqx
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._validate import as_jax_key, as_numpy_rng, positive_int
+from .._validate import as_jax_key, positive_int, seed64
 from ..errors import CapacityError
 from ..infer._progress import progress_bar
 from ..simulate import records_to_traces
@@ -57,13 +58,26 @@ class TrainResult(NamedTuple):
     state: object
 
 
-def batch_indices(n_data: int, n_steps: int, batch_size: int, key) -> np.ndarray:
-    """Minibatch indices ``(n_steps, batch_size)``: a fresh random permutation of the
-    data each epoch, read in order (an epoch's tail joins the next permutation)."""
-    rng = as_numpy_rng(key)
-    need = n_steps * batch_size
-    order = np.concatenate([rng.permutation(n_data) for _ in range(-(-need // n_data))])[:need]
-    return order.reshape(n_steps, batch_size)
+def batch_indices(n_data: int, n_steps: int, batch_size: int, key, start: int = 0) -> np.ndarray:
+    """Minibatch indices ``(n_steps, batch_size)`` of steps ``start, …, start + n_steps − 1``.
+
+    The data are read in a fresh random permutation each epoch (epoch ``e`` from the
+    key and ``e``; an epoch's tail joins the next permutation), so that the batches
+    of a step do not depend on how a run was split into calls.
+
+    Examples
+    --------
+    >>> a = batch_indices(10, 6, 4, key=0)
+    >>> b = batch_indices(10, 3, 4, key=0, start=3)
+    >>> bool((a[3:] == b).all()), sorted(a.ravel()[:10].tolist()) == list(range(10))
+    (True, True)
+    """
+    seed = seed64(key)
+    first, last = start * batch_size, (start + n_steps) * batch_size
+    epochs = range(first // n_data, -(-last // n_data))
+    order = np.concatenate([np.random.default_rng([seed, e]).permutation(n_data) for e in epochs])
+    off = first - epochs[0] * n_data
+    return order[off:off + n_steps * batch_size].reshape(n_steps, batch_size)
 
 
 class _Runner(NamedTuple):
@@ -207,8 +221,8 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
         vesicles, release state, optimiser states and covariate statistics (then
         ``net`` only gives the network's structure, and ``params`` and
         ``release_params`` are taken from ``resume``). Pass the same optimisers, and
-        the same ``key`` to go on with the same random streams (a split run then
-        equals one long run).
+        the same ``key`` to go on with the same random streams and minibatches
+        (a split run then equals one long run).
 
     Returns
     -------
@@ -246,7 +260,15 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
             raise ValueError(f"train_vesicles: the model has no parameter {name!r}")
     if train_vesicles and ov.mode != "density":
         raise ValueError("train_vesicles needs mode='density' (the explicit mode samples; use nvppl.rl there)")
+    if resume is not None and (params is not None or release_params is not None):
+        raise ValueError("resume carries the vesicle parameters and release maps of the run it continues; "
+                         "do not pass params or release_params with it")
     params = _as_params(ov.model, params)
+    if ov.mode == "density" and ov.model.content_dim and {"memory", "param"} & set(ov.release) \
+            and not np.any(params.content_mean) and not np.any(params.content_B):
+        warnings.warn("mode='density' with content of mean zero (content_mean and content_B are zero): the expected "
+                      "memory and rank-one releases are zero and FiLM acts through b_act alone; give the content a "
+                      "mean, e.g. params.replace(content_B=...) to carry the covariates", UserWarning, stacklevel=2)
     jkey = as_jax_key(key)
     if resume is not None:
         if not isinstance(resume, TrainResult):
@@ -281,7 +303,8 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
             raise ValueError(f"data: X and Y must have the same positive number of rows, got {Xd.shape[0]} "
                              f"and {Yd.shape[0]}")
         batch_size = positive_int(batch_size, "batch_size")
-        idx = jnp.asarray(batch_indices(Xd.shape[0], n_steps, batch_size, jax.random.fold_in(jkey, 3)))
+        idx = jnp.asarray(batch_indices(Xd.shape[0], n_steps, batch_size, jax.random.fold_in(jkey, 3),
+                                        start=int(state.t)))
     else:
         it = iter(data)
 

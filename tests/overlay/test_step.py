@@ -237,3 +237,21 @@ def test_loss_with_aux_returns_it_per_step():
     r = nv.overlay.train(ov, net, optax.sgd(0.01), loss_aux, _batches(6), n_steps=6, has_aux=True, progress=False)
     assert r.metrics["aux"]["max_err"].shape == (6,)
     assert np.all(r.metrics["aux"]["max_err"] ** 2 >= r.metrics["loss"])  # the max error bounds the mean
+
+
+def test_a_run_split_by_resume_equals_one_long_run():
+    """Array data: the minibatches of a step depend on the step, not on how the run was
+    split into calls, and the vesicles' random streams go on: 12 steps = 7 + 5."""
+    net, opt = _net(), optax.adam(1e-2)
+    ov = nv.overlay.Overlay.from_network(net, content_dim=2, release=("act",), capacity=256)
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.normal(size=(20, 3)), jnp.float32)
+    Y = jnp.asarray(rng.normal(size=(20, 2)), jnp.float32)
+    kw = dict(batch_size=6, key=2, progress=False)
+    whole = nv.overlay.train(ov, net, opt, _loss, (X, Y), n_steps=12, **kw)
+    a = nv.overlay.train(ov, net, opt, _loss, (X, Y), n_steps=7, **kw)
+    b = nv.overlay.train(ov, net, opt, _loss, (X, Y), n_steps=5, resume=a, **kw)
+    np.testing.assert_array_equal(np.concatenate([a.metrics["loss"], b.metrics["loss"]]), whole.metrics["loss"])
+    np.testing.assert_array_equal(np.concatenate([a.metrics["docks"], b.metrics["docks"]]), whole.metrics["docks"])
+    with pytest.raises(ValueError, match="do not pass params"):
+        nv.overlay.train(ov, net, opt, _loss, (X, Y), n_steps=2, resume=a, params=ov.model.default_params(), **kw)
