@@ -12,9 +12,9 @@ docks, plus the rank-one parameter release of this step's docks.
 Gradients of the training loss reach the release maps: the FiLM and memory
 release of a dock act on later forward passes as affine functions of the maps,
 so their gradients are exact given the docked set; the parameter and rule
-release of step ``t`` change the weights that step ``t + 1`` uses, and the
-forward pass of step ``t + 1`` adds ``d(φ) − stop_gradient(d(φ))`` to them (zero in
-value) so that ``∂L_{t+1}/∂φ`` flows through the change ``d`` — a one-step
+release of step ``t`` change the weights that step ``t + 1`` uses by ``d(φ)``, and
+step ``t + 1`` adds ``⟨∂L_{t+1}/∂θ, ∂d/∂φ⟩`` (a vector-Jacobian product with the
+weight gradient it computes anyway) to the maps' gradient — a one-step
 lookahead. With the rule release placed before the optimiser its maps receive
 no gradient (the optimiser's update is not differentiated). In density mode the
 expected docks are recomputed inside the objective from the previous density
@@ -89,18 +89,18 @@ def dock_sums(model, record, need_S2: bool = True):
     (the second moment zero unless ``need_S2``)."""
     n, K, dc = model.n_nodes, model.n_types, model.content_dim
     docked = record.docked[0]
-    seg = jnp.where(docked, jnp.maximum(record.node_to[0], 0) * K + record.vtype[0], n * K)
     c = record.content[0]
-    D = jax.ops.segment_sum(docked.astype(c.dtype), seg, n * K + 1)[:-1].reshape(n, K)
-    S = jax.ops.segment_sum(c, seg, n * K + 1)[:-1].reshape(n, K, dc)
-    if not need_S2:
-        return D, S, jnp.zeros((n, K, dc, dc), c.dtype)
-    S2 = jax.ops.segment_sum(c[:, :, None] * c[:, None, :], seg, n * K + 1)[:-1].reshape(n, K, dc, dc)
+    cell = jnp.where(docked, jnp.maximum(record.node_to[0], 0) * K + record.vtype[0], n * K)
+    # a one-hot matrix product rather than a scatter (much faster on CPU for few cells)
+    onehot = (cell[:, None] == jnp.arange(n * K)[None, :]).astype(c.dtype)  # (C, nK); undocked rows are zero
+    cols = [jnp.ones_like(c[:, :1]), c]
+    if need_S2:
+        cols.append((c[:, :, None] * c[:, None, :]).reshape(c.shape[0], dc * dc))
+    sums = onehot.T @ jnp.concatenate(cols, axis=1)  # (nK, 1 + dc [+ dc²])
+    D = sums[:, 0].reshape(n, K)
+    S = sums[:, 1:1 + dc].reshape(n, K, dc)
+    S2 = sums[:, 1 + dc:].reshape(n, K, dc, dc) if need_S2 else jnp.zeros((n, K, dc, dc), c.dtype)
     return D, S, S2
-
-
-def _zero(d):
-    return d - jax.lax.stop_gradient(d)
 
 
 def _site_leaf(tree, site, field):
@@ -184,22 +184,35 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
     dtype = ov.dtype
     zero_absorption = "a" not in model.priors and not np.any(model.fixed["a"])
 
-    def objective(theta, phi, vtrain, probes, state, x, y):
+    def dock_inputs(vtrain, state):
+        """The docked sums of the last step: carried, or recomputed from the vesicle parameters
+        being trained (density mode) so that their gradient flows."""
         rel = state.rel
-        D, S, S2 = rel.dock_n, rel.dock_S, rel.dock_S2
-        if train_vesicles:
-            vp = state.vparams.replace(**vtrain)
-            _, sums = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
-            D, S, S2 = (a.astype(dtype) for a in sums)
+        if not train_vesicles:
+            return rel.dock_n, rel.dock_S, rel.dock_S2
+        vp = state.vparams.replace(**vtrain)
+        _, sums = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
+        return tuple(a.astype(dtype) for a in sums)
+
+    def weight_change(phi, vtrain, state):
+        """The parameter and rule release of the last step's docks, per site leaf: the change
+        of the weights that this step's forward pass sees (its lookahead gradient)."""
+        D, S, S2 = dock_inputs(vtrain, state)
         deltas = {}
         if par:
             for i, d in enumerate(rank_one(ov, phi, S2)):
-                deltas[(i, "weight")] = _zero(d)
+                deltas[(i, "weight")] = d
         if rule and after:
-            for k, d in _rule_deltas(ov, rule_maps(ov, phi, S, D), rel.update).items():
-                deltas[k] = deltas[k] + _zero(d) if k in deltas else _zero(d)
-        theta_eff = _add_at_sites(ov, theta, deltas) if deltas else theta
-        net = eqx.combine(theta_eff, static)
+            for k, d in _rule_deltas(ov, rule_maps(ov, phi, S, D), state.rel.update).items():
+                deltas[k] = deltas[k] + d if k in deltas else d
+        return deltas
+
+    lookahead = par or (rule and after)
+
+    def objective(theta, phi, vtrain, probes, state, x, y):
+        rel = state.rel
+        D, S, S2 = dock_inputs(vtrain, state)
+        net = eqx.combine(theta, static)
         film_S, film_n, mem_S = ar * rel.film_S + S, ar * rel.film_n + D, mr * rel.mem_S + S
         gb = film(ov, phi, film_S, film_n) if act else [(None, None)] * n_sites
         if mem:
@@ -223,7 +236,21 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
             mods.append(jnp.sqrt(m2))
         return loss, (film_S, film_n, mem_S, norms, jnp.stack([jnp.asarray(m, float) for m in mods]), user_aux)
 
-    grad = jax.value_and_grad(objective, argnums=(0, 1, 2, 3), has_aux=True)
+    value_and_grad = jax.value_and_grad(objective, argnums=(0, 1, 2, 3), has_aux=True)
+
+    def grad(theta, phi, vtrain, probes, state, x, y):
+        """Gradients of the loss; for the parameter and rule maps (and the vesicle parameters
+        behind them) the lookahead term ``⟨∂L/∂θ, ∂d/∂φ⟩`` of the weight change ``d`` of the
+        last step's docks, which this step's weights contain."""
+        out, (g_theta, g_phi, g_v, g_probe) = value_and_grad(theta, phi, vtrain, probes, state, x, y)
+        if lookahead:
+            deltas, pull = jax.vjp(lambda q, v: weight_change(q, v, state), phi, vtrain)
+            cot = {k: _site_leaf(g_theta, ov.sites[k[0]], k[1]).reshape(d.shape).astype(d.dtype)
+                   for k, d in deltas.items()}
+            g_phi2, g_v2 = pull(cot)
+            g_phi = jax.tree.map(jnp.add, g_phi, g_phi2)
+            g_v = jax.tree.map(jnp.add, g_v, g_v2)
+        return out, (g_theta, g_phi, g_v, g_probe)
 
     def step(state: State, batch, key):
         x, y = batch
@@ -285,6 +312,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         return new, StepOutput(loss, alive, docks_site, mods, F_t, rec, overflow, user_aux)
 
     step.objective = objective  # (theta, phi, vtrain, probes, state, x, y) -> (loss, aux): for checks
+    step.gradients = grad       # the same -> ((loss, aux), (g_theta, g_phi, g_vtrain, g_probes))
     return step
 
 
