@@ -114,6 +114,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import nvppl as nv  # noqa: E402
+from bench_simulate import json_safe  # noqa: E402  (the same strict-JSON helper)
 
 METHODS = ("finetune", "ewc", "film_taskid", "nv_density", "nv_explicit")
 SCENARIOS = ("class_incremental", "task_incremental")
@@ -124,19 +125,6 @@ EWC_LAMBDA = 1e5
 EWC_GRID = tuple(10.0 ** k for k in range(0, 9))  # 1 … 1e8
 OV_SITES = ["layers[0]", "layers[1]"]
 NV_RELEASE = ("act", "memory")
-
-
-def json_safe(x):
-    """``x`` with non-finite floats as None (strict JSON) and NumPy scalars as Python ones."""
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
 
 
 # ------------------------------------------------------------------ data

@@ -58,7 +58,7 @@ def standardise(stats: RunningStats, psi):
     Examples
     --------
     >>> st, z = standardise(init_stats(1), jnp.array([[1.0], [3.0]]))
-    >>> z[:, 0].tolist(), float(st.mean[0])
+    >>> [round(v, 6) for v in z[:, 0].tolist()], float(st.mean[0])
     ([-1.0, 1.0], 2.0)
     """
     nb = psi.shape[0]
