@@ -128,7 +128,7 @@ def film_from_sums(S, n, W_act, b_act):
     >>> g.tolist(), b.tolist()
     ([0.5], [1.0])
     """
-    gb = jnp.einsum("khd,...kd->...h", W_act, S) + jnp.einsum("kh,...k->...h", b_act, n)
+    gb = affine_from_sums(S, n, W_act, b_act)
     H = gb.shape[-1] // 2
     return gb[..., :H], gb[..., H:]
 
@@ -149,7 +149,8 @@ def rank_one_from_moment(S2, U, V, eta):
     return jnp.einsum("k,khd,...kde,kje->...hj", eta, U, S2, V)
 
 
-def affine_from_sums(S, n, W, b):
-    """``Σ_v (W_κ c_v + b_κ)`` over docked vesicles, shape ``(..., H)`` (the rule maps α − 1
-    and β of eq. 31, and the memory write of eq. 33 with ``b = 0``)."""
-    return jnp.einsum("khd,...kd->...h", W, S) + jnp.einsum("kh,...k->...h", b, n)
+def affine_from_sums(S, n, W, b=None):
+    """``Σ_v (W_κ c_v + b_κ)`` over docked vesicles, shape ``(..., H)`` (the FiLM coefficients of
+    eq. 21, the rule maps α − 1 and β of eq. 31, and without ``b`` the memory write of eq. 33)."""
+    out = jnp.einsum("khd,...kd->...h", W, S)
+    return out if b is None else out + jnp.einsum("kh,...k->...h", b, n)

@@ -55,12 +55,10 @@ def unsupported(model) -> str | None:
     return None
 
 
-def init(model, dtype=None) -> DensityState:
+def init(model) -> DensityState:
     """No vesicles."""
     n, K, dc = model.n_nodes, model.n_types, model.content_dim
-    z = jnp.zeros((), dtype) if dtype is not None else jnp.zeros(())
-    return DensityState(jnp.zeros((n, K), z.dtype), jnp.zeros((n, K, dc), z.dtype),
-                        jnp.zeros((n, K, dc, dc), z.dtype))
+    return DensityState(jnp.zeros((n, K)), jnp.zeros((n, K, dc)), jnp.zeros((n, K, dc, dc)))
 
 
 def _move_probs(model, p, F_t, cand, mask):
@@ -73,13 +71,14 @@ def _move_probs(model, p, F_t, cand, mask):
     return jnp.where(mask, jnp.exp(lp), 0.0)
 
 
-def step(model, p, state: DensityState, X_t, F_t):
-    """One expected step; returns ``(state, (D, S, S₂))``, the expected docks ``(n, K)`` and
+def step(model, p, state: DensityState, F_t):
+    """One expected step with covariates ``F_t (n, p)``; returns ``(state, (D, S, S₂))``, the expected docks ``(n, K)`` and
     their summed content ``(n, K, d_c)`` and second moment ``(n, K, d_c, d_c)``."""
     sub = model.substrate
     n, dc = sub.n_nodes, model.content_dim
     cand = jnp.asarray(sub.candidates)
     mask = cand >= 0
+    X_t = emission.design_matrix(F_t)
     lam = emission.emission_rate(X_t, p.u, p.r_max, model.emission_link)  # (n, K)
     rho = state.rho + lam
     C, S2 = state.C, state.S2

@@ -101,7 +101,7 @@ def _single_node_model(content_dim):
                         emission_link="log", priors={"a": 0.0, "w_c": 0.0})
 
 
-def _sums(rec, dc):
+def _sums(rec):
     """Docked count, summed content and summed second moment per replicate (one node, one type)."""
     d = rec.docked.astype(float)
     c = rec.content
@@ -148,7 +148,7 @@ def film_limit(densities=(4, 16, 64, 256), n_reps: int = 400, key=0, p_dock: flo
     for i, N in enumerate(densities):
         rec = _one_step(model, _content_params(model, N / p_dock, p_dock, m, sigma), _capacity(N / p_dock),
                         n_reps, jax.random.fold_in(k, i), np.zeros((1, 0)))
-        D, S, _ = _sums(rec, 3)
+        D, S, _ = _sums(rec)
         g, bb = kr.film_from_sums(jnp.asarray(S / N)[:, None], jnp.asarray(D / N)[:, None], W, b)
         draws.append(np.concatenate([np.asarray(g), np.asarray(bb)], axis=1))
     return _result(densities, draws, limit, one)
@@ -182,7 +182,7 @@ def hypernetwork_limit(densities=(4, 16, 64, 256), n_reps: int = 400, key=0, p_d
     for i, N in enumerate(densities):
         rec = _one_step(model, _content_params(model, N / p_dock, p_dock, m, sigma), _capacity(N / p_dock),
                         n_reps, jax.random.fold_in(k, i), np.zeros((1, 0)))
-        _, _, S2 = _sums(rec, 2)
+        _, _, S2 = _sums(rec)
         d = kr.rank_one_from_moment(jnp.asarray(S2 / N)[:, None], U, V, eta)
         draws.append(np.asarray(d).reshape(n_reps, -1))
     return _result(densities, draws, limit, one)

@@ -168,9 +168,7 @@ def memory(ov, rp: ReleaseParams, Mc):
     reads, norms = [], []
     for i in range(len(ov.sites)):
         sl = _site_nodes(ov, i)
-        W = rp.W_write[i]
-        M = kr.affine_from_sums(Mc[sl], jnp.zeros(Mc[sl].shape[:-1], Mc.dtype), W,
-                                jnp.zeros(W.shape[:2], W.dtype))  # (N_s, m)
+        M = kr.affine_from_sums(Mc[sl], None, rp.W_write[i])  # (N_s, m)
         reads.append(_scatter(ov, i, jax.vmap(kr.memory_read, (0, None))(M, rp.R[i])))
         norms.append(jnp.sqrt(jnp.sum(M * M, axis=-1)))
     return reads, jnp.concatenate(norms)

@@ -52,8 +52,7 @@ class ReleaseState(NamedTuple):
     dock_S2: jax.Array   # (n, K, d_c, d_c)
     update: object       # the optimiser's last update (before the rule release)
     dens_prev: object    # density mode: the state before the last step
-    X_prev: jax.Array    # (n, d_x) the last step's design
-    F_prev: jax.Array    # (n, p)
+    F_prev: jax.Array    # (n, p) the last step's covariates
 
 
 class State(NamedTuple):
@@ -117,33 +116,28 @@ def _add_at_sites(ov, tree, deltas: dict):
     return replace_at(tree, paths, values)
 
 
-def _rule_deltas(ov, maps, update):
-    """``α ⊙ u + β − u`` per site leaf, for the rule maps ``(α − 1, β)``."""
-    out = {}
+def _rule_leaves(ov, tree, maps):
+    """``(site, field, leaf, a, b)`` for every weight and bias the rule maps ``(α − 1, β)`` act on,
+    with ``a`` and ``b`` shaped to broadcast over the leaf's rows."""
     for i, (a, b) in enumerate(maps):
-        for field in ("weight", "bias"):
-            if field == "bias" and not ov.sites[i].has_bias:
-                continue
-            u = _site_leaf(update, ov.sites[i], field)
-            shape = (u.shape[0],) + (1,) * (u.ndim - 1)
-            out[(i, field)] = a.reshape(shape) * u + jnp.broadcast_to(b.reshape(shape), u.shape)
-    return out
+        for field in ("weight", "bias") if ov.sites[i].has_bias else ("weight",):
+            leaf = _site_leaf(tree, ov.sites[i], field)
+            shape = (leaf.shape[0],) + (1,) * (leaf.ndim - 1)
+            yield i, field, leaf, a.reshape(shape), b.reshape(shape)
+
+
+def _rule_deltas(ov, maps, update):
+    """``α ⊙ u + β − u`` per site leaf of ``update``."""
+    return {(i, f): a * u + jnp.broadcast_to(b, u.shape) for i, f, u, a, b in _rule_leaves(ov, update, maps)}
 
 
 def _rule_trees(ov, theta, maps):
     """``rule_scale`` and ``rule_shift`` pytrees like ``theta`` for :func:`rule_modulation`."""
     none = jax.tree.map(lambda _: None, theta)
-    paths, scales, shifts = [], [], []
-    for i, (a, b) in enumerate(maps):
-        for field in ("weight", "bias"):
-            if field == "bias" and not ov.sites[i].has_bias:
-                continue
-            leaf = _site_leaf(theta, ov.sites[i], field)
-            shape = (leaf.shape[0],) + (1,) * (leaf.ndim - 1)
-            paths.append(ov.sites[i].path + (field,))
-            scales.append(1.0 + a.reshape(shape))
-            shifts.append(b.reshape(shape))
-    return replace_at(none, paths, scales), replace_at(none, paths, shifts)
+    leaves = list(_rule_leaves(ov, theta, maps))
+    paths = [ov.sites[i].path + (f,) for i, f, *_ in leaves]
+    return (replace_at(none, paths, [1.0 + a for *_, a, _ in leaves]),
+            replace_at(none, paths, [b for *_, b in leaves]))
 
 
 def init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_optimizer, train_vesicles):
@@ -159,7 +153,7 @@ def init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_opti
     rel = ReleaseState(jnp.zeros((n, K, dc), f), jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f),
                        jnp.zeros((n, K), f), jnp.zeros((n, K, dc), f), jnp.zeros((n, K, dc, dc), f), zeros_u,
                        expectation.init(model) if train_vesicles else None,
-                       jnp.zeros((n, 1 + p)), jnp.zeros((n, p)))
+                       jnp.zeros((n, p)))
     vtrain = {k: getattr(vparams, k) for k in train_vesicles}
     state = State(theta, optimizer.init(theta), phi, release_optimizer.init(phi), vparams,
                   vesicle_optimizer.init(vtrain) if train_vesicles else None, pop, rel, cov.init_stats(p),
@@ -191,7 +185,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
         if not train_vesicles:
             return rel.dock_n, rel.dock_S, rel.dock_S2
         vp = state.vparams.replace(**vtrain)
-        _, sums = expectation.step(model, vp, rel.dens_prev, rel.X_prev, rel.F_prev)
+        _, sums = expectation.step(model, vp, rel.dens_prev, rel.F_prev)
         return tuple(a.astype(dtype) for a in sums)
 
     def weight_change(phi, vtrain, state):
@@ -272,7 +266,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
             alive = jnp.sum(pop.alive)
             overflow = jnp.stack([pop.overflow_step[0], pop.overflow_node[0]])
         else:
-            pop, (D, S, S2) = expectation.step(model, state.vparams, state.pop, X_t, F_t)
+            pop, (D, S, S2) = expectation.step(model, state.vparams, state.pop, F_t)
             alive = jnp.sum(pop.rho)
             overflow = jnp.full(2, -1)
         D, S, S2 = (a.astype(dtype) for a in (D, S, S2))
@@ -302,7 +296,7 @@ def make_step(ov, static, loss_fn: Callable, optimizer, release_optimizer, vesic
             vparams = vparams.replace(**eqx.apply_updates(vtrain, vu))
 
         rel = ReleaseState(film_S, film_n, mem_S, D, S, S2, u if (rule and after) else None,
-                           state.pop if train_vesicles else None, X_t, F_t)
+                           state.pop if train_vesicles else None, F_t)
         new = State(theta, opt_state, phi, phi_opt_state, vparams, v_opt_state, pop, rel, stats, t + 1)
         docks_site = jax.ops.segment_sum(D.sum(-1), site_of_node, n_sites)
         if rec is not None and record:

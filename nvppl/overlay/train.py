@@ -279,11 +279,8 @@ def train(ov, net, optimizer, loss_fn: Callable, data, n_steps: int, batch_size:
     release_optimizer = _DEFAULTS["release"] if release_optimizer is None else release_optimizer
     release_optimizer = _masked(release_optimizer, _trained_fields(train_release), phi)
     vesicle_optimizer = _DEFAULTS["vesicle"] if vesicle_optimizer is None else vesicle_optimizer
-    from ..params import Params
-
-    vparams = Params(**{k: jnp.asarray(v) for k, v in params.to_dict().items()})
     if resume is None:
-        state, static = init_state(ov, net, optimizer, phi, release_optimizer, vparams, vesicle_optimizer,
+        state, static = init_state(ov, net, optimizer, phi, release_optimizer, params, vesicle_optimizer,
                                    train_vesicles)
         # strong dtypes, so that a resumed state (a scan's output) reuses the compiled steps
         state = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype), state)

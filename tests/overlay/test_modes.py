@@ -133,7 +133,7 @@ def test_density_mode_gradients_match_finite_differences():
     lookahead = ("U", "V", "eta", "W_alpha", "b_beta")
 
     def sums(vt):
-        return expectation.step(ov.model, state.vparams.replace(**vt), rel.dens_prev, rel.X_prev, rel.F_prev)[1]
+        return expectation.step(ov.model, state.vparams.replace(**vt), rel.dens_prev, rel.F_prev)[1]
 
     def weight_change(q, vt):
         D, S, S2 = sums(vt)
