@@ -39,12 +39,12 @@ from .traces import Observations, Traces  # noqa: E402
 from ._version import __version__  # noqa: E402
 
 #: Subpackages imported on first use (``nv.backend``, ...).
-_LAZY = ("backend", "diagnostics", "overlay")
+_LAZY = ("backend", "diagnostics", "overlay", "snn")
 
 __all__ = [
     "Substrate", "VesicleModel", "Params", "Traces", "Observations", "simulate", "load_fit",
     "set_host_device_count", "TraceError", "ObservationError", "CapacityError", "ImportanceSamplingError",
-    "SpecError", "infer", "diagnostics", "kernels", "smc", "density", "exact", "backend", "overlay", "__version__",
+    "SpecError", "infer", "diagnostics", "kernels", "smc", "density", "exact", "backend", "overlay", "snn", "__version__",
 ]
 
 
