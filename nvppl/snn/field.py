@@ -28,6 +28,12 @@ ends (``"pre_post"``, the default) or every node within ``r`` hops of either
 (an integer ``r``). The update ``Δw = η e m`` of eq. 58 then moves only synapses
 on the vesicles' path.
 
+**Chip timing** (``release_trace=τ_r``, ``release_once=True``): the field acts
+as the reward trace of a deployed network does — a (node, type) releases α_κ at
+most once per tick, the release reaches the node one tick later and decays with
+τ_r, A_ℓ(t) = A_ℓ(t−1)(1 − 1/τ_r) + S_ℓ(t−1), and m is made of A
+(``nvppl.backend.snn_deploy`` gives the mapping).
+
 **Event-driven advance** (eq. 59, ``event_driven=True``): the life cycle runs
 only at ticks with a spike event (a spike anywhere in the network in the
 previous tick); in between vesicles only age — a countdown lifetime loses one
@@ -139,6 +145,16 @@ class VesicleField:
         Vesicle slots; running out is an error naming tick and node.
     event_driven : bool
         Advance only at spike events (eq. 59).
+    release_trace : float or None
+        τ_r: the field acts through a per-node release trace with a one-tick
+        delay, A_ℓ(t) = A_ℓ(t−1)(1 − 1/τ_r) + S_ℓ(t−1) (S the strength released
+        at ℓ in a tick), and m is made of A instead of S — the reward trace of
+        the chip (``nvppl.backend.snn_deploy``). None (default): m is made of
+        this tick's S.
+    release_once : bool
+        A (node, type) releases α_κ at most once per tick however many of its
+        vesicles dock (the chip's release port); default False: every dock
+        releases (eq. 36). Needs ``which="docked"``.
     """
 
     model: VesicleModel
@@ -152,6 +168,8 @@ class VesicleField:
     which: str = "docked"
     capacity: int = 4096
     event_driven: bool = False
+    release_trace: float | None = None
+    release_once: bool = False
 
     def __post_init__(self):
         model = self.model
@@ -191,6 +209,12 @@ class VesicleField:
             raise ValueError(f"neighbourhood must be 'post', 'pre_post' or a hop radius ≥ 0, got {nb!r}")
         if self.which not in ("docked", "alive"):
             raise ValueError(f"which must be 'docked' or 'alive', got {self.which!r}")
+        rt = self.release_trace
+        if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float, np.integer, np.floating))
+                               or not (1.0 <= rt < np.inf)):
+            raise ValueError(f"release_trace must be None or a finite time constant ≥ 1 tick, got {rt!r}")
+        if self.release_once and self.which != "docked":
+            raise ValueError("release_once=True counts docks per (node, type); it needs which='docked'")
         model.check_params(self.params)
 
     @property
@@ -207,16 +231,21 @@ class FieldState(NamedTuple):
     t: jax.Array         # tick
     skipped: jax.Array   # ticks without an event since the last one
     n_events: jax.Array  # ticks at which the life cycle ran
+    release: jax.Array   # (n_nodes,) the release trace A (release_trace; zeros without)
+    pending: jax.Array   # (n_nodes,) the strength released in the previous tick (release_trace)
 
 
 class FieldInfo(NamedTuple):
-    """What a tick of the field did: docks and alive vesicles per node and type, the node strengths A."""
+    """What a tick of the field did: docks and alive vesicles per node and type, the node strengths A, the
+    step record of every slot and the covariates that drove the tick."""
 
     docks: jax.Array     # (n_nodes, K)
     alive: jax.Array     # (n_nodes, K)
     strength: jax.Array  # (n_nodes,) Σ α over the vesicles that make the field
     event: jax.Array     # bool
     overflow: jax.Array  # (2,) tick and node of a capacity overflow, or -1
+    record: population.StepRecord  # what every slot did (one run)
+    covariates: jax.Array  # (n_nodes, p) the covariates F of the tick
 
 
 def neighbourhood(fld: VesicleField, net):
@@ -279,6 +308,7 @@ class _Prepared(NamedTuple):
     inc_syn: jax.Array
     inc_node: jax.Array
     rate_col: int
+    jitted: object = None
 
 
 _PREPARED = {}
@@ -299,6 +329,8 @@ def _prepare(fld: VesicleField, net) -> _Prepared:
                      jnp.asarray(fld.alpha, jnp.float32), jnp.asarray(fld.alpha_c, jnp.float32),
                      jnp.asarray(fld.node_of, jnp.int32), jnp.asarray(np.maximum(size, 1.0)),
                      jnp.asarray(inc_syn, jnp.int32), jnp.asarray(inc_node, jnp.int32), rate_col)
+    n_syn = net.n_synapses
+    prep = prep._replace(jitted=jax.jit(lambda st, sig, key: _field_step(fld, prep, st, sig, key, n_syn)))
     if len(_PREPARED) > 16:
         _PREPARED.clear()
     _PREPARED[key] = (fld, net, prep)
@@ -309,8 +341,10 @@ def field_init(fld: VesicleField, net) -> FieldState:
     """No vesicles, an empty rate window, tick 0."""
     _prepare(fld, net)
     pop = population.init_state(1, fld.capacity, fld.model.content_dim, jnp.float32)
-    return FieldState(pop, jnp.zeros((fld.window, fld.model.n_nodes), jnp.float32), jnp.asarray(0, jnp.int32),
-                      jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32))
+    n = fld.model.n_nodes
+    return FieldState(pop, jnp.zeros((fld.window, n), jnp.float32), jnp.asarray(0, jnp.int32),
+                      jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32), jnp.zeros(n, jnp.float32),
+                      jnp.zeros(n, jnp.float32))
 
 
 def covariates_now(fld: VesicleField, prep: _Prepared, st: FieldState, signals) -> jax.Array:
@@ -356,7 +390,7 @@ def field_step(fld: VesicleField, net, st: FieldState, signals, key, spikes_prev
     key = as_jax_key(key)
     if spikes_prev is not None:
         st = record_spikes(fld, prep, st, spikes_prev)
-    return _field_step(fld, prep, st, jnp.asarray(signals, jnp.float32), key, net.n_synapses)
+    return prep.jitted(st, jnp.asarray(signals, jnp.float32), key)
 
 
 def record_spikes(fld: VesicleField, prep: _Prepared, st: FieldState, spikes) -> FieldState:
@@ -387,16 +421,21 @@ def _field_step(fld, prep, st, signals, key, E):
         new, rec, _ = population.step(model, prep.params, prep.consts, pop, st.t, X_t[None], F_t[None],
                                       population.keyed_draw(k_step))
         new = jax.tree.map(lambda a, b: a.astype(b.dtype), new, pop)
-        return new, rec.docked[0], rec.node_to[0], rec.vtype[0], rec.content[0].astype(pop.content.dtype)
+        rec = jax.tree.map(lambda a: a[0], rec)
+        return new, rec._replace(content=rec.content.astype(pop.content.dtype), tau0=rec.tau0.astype(pop.tau.dtype))
 
     def idle(pop):
         if model.lifetime == "countdown":
             pop = pop._replace(tau=jnp.where(pop.alive, pop.tau - 1.0, pop.tau))
         C = fld.capacity
-        return (pop, jnp.zeros(C, bool), jnp.full(C, -1, pop.node.dtype), pop.vtype[0],
-                pop.content[0])
+        none = jnp.full(C, -1, pop.node.dtype)
+        rec = population.StepRecord(vid=none, new=jnp.zeros(C, bool), node_from=pop.node[0], node_to=none,
+                                    docked=jnp.zeros(C, bool), cause=jnp.zeros(C, jnp.int8), vtype=pop.vtype[0],
+                                    content=pop.content[0], tau0=jnp.zeros(C, pop.tau.dtype))
+        return pop, rec
 
-    pop, docked, node_to, vtype, content = jax.lax.cond(event, run, idle, st.pop)
+    pop, rec = jax.lax.cond(event, run, idle, st.pop)
+    docked, node_to, vtype, content = rec.docked, rec.node_to, rec.vtype, rec.content
     alpha = prep.alpha[vtype] + (content @ prep.alpha_c.T)[jnp.arange(fld.capacity), vtype] if dc else \
         prep.alpha[vtype]
     if fld.which == "docked":
@@ -405,16 +444,23 @@ def _field_step(fld, prep, st, signals, key, E):
     else:
         weight = jnp.where(pop.alive[0], alpha, 0.0)
         where = pop.node[0]
-    strength = jax.ops.segment_sum(weight, where, num_segments=n)
-    m = field_from_docks(fld, strength, prep.inc_syn, prep.inc_node, E)
     cell = jnp.maximum(node_to, 0) * K + vtype
     docks = jax.ops.segment_sum(docked.astype(jnp.int32), cell, num_segments=n * K).reshape(n, K)
+    if fld.release_once:
+        strength = (docks > 0).astype(jnp.float32) @ prep.alpha
+    else:
+        strength = jax.ops.segment_sum(weight, where, num_segments=n)
+    release, pending = st.release, st.pending
+    if fld.release_trace is not None:
+        release = release * (1.0 - 1.0 / fld.release_trace) + pending
+        pending = strength
+    m = field_from_docks(fld, release if fld.release_trace is not None else strength, prep.inc_syn, prep.inc_node, E)
     acell = pop.node[0] * K + pop.vtype[0]
     alive = jax.ops.segment_sum(pop.alive[0].astype(jnp.int32), acell, num_segments=n * K).reshape(n, K)
     overflow = jnp.stack([pop.overflow_step[0], pop.overflow_node[0]])
     st = FieldState(pop, st.counts, st.t + 1, jnp.where(event, 0, st.skipped + 1),
-                    st.n_events + event.astype(jnp.int32))
-    return st, m, FieldInfo(docks, alive, strength, event, overflow)
+                    st.n_events + event.astype(jnp.int32), release, pending)
+    return st, m, FieldInfo(docks, alive, strength, event, overflow, rec, F_t)
 
 
 def check_overflow(fld: VesicleField, overflow) -> None:

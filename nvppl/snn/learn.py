@@ -11,7 +11,8 @@ network):
    Izhikevich 2007); or a :class:`~nvppl.snn.VesicleField` — vesicles emitted
    from the spiking covariates and signals make m_ij (eq. 57);
 3. one tick of the network (eq. 54), its traces and eligibilities (eq. 56);
-4. the update Δw = η e m (eq. 58) at plastic synapses.
+4. the update Δw = η e m (eq. 58) at plastic synapses (every
+   ``rule.interval`` ticks).
 
 Work is compiled in chunks of ticks (``chunk``) with a progress line per chunk
 when ``progress=True``; weights are recorded every ``record_every`` ticks.
@@ -38,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validate import as_jax_key, positive_int
+from ..simulate import records_to_traces
 from . import field as fieldmod
 from . import network as netmod
 from . import plasticity as plmod
@@ -64,6 +66,10 @@ class LearnResult(NamedTuple):
         Vesicle docks per tick (vesicle field).
     n_events : int
         Ticks at which the vesicles advanced (event-driven field).
+    traces : Traces or None
+        The field's vesicles with the covariates that drove them
+        (``record_vesicles=True``): one run, one step per tick, ready for
+        :func:`nvppl.infer.fit`.
     """
 
     w: np.ndarray
@@ -73,6 +79,7 @@ class LearnResult(NamedTuple):
     modulation: np.ndarray
     docks: np.ndarray | None
     n_events: int
+    traces: object = None
 
 
 class _Carry(NamedTuple):
@@ -100,7 +107,7 @@ def _checked_signals(signals, n_ticks, n_sig):
 def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, signal_fn: Callable | None = None,
           env_state=None, n_signals: int | None = None, n_ticks: int | None = None, tau_mod: float = 200.0,
           current=None, record_every: int = 0, record_synapses=None, record_spikes: bool = True,
-          chunk: int = 2000, progress: bool = False, w0=None) -> LearnResult:
+          chunk: int = 2000, progress: bool = False, w0=None, record_vesicles: bool = False) -> LearnResult:
     """Run the network with three-factor learning for the ticks of ``inputs`` (see the module docstring).
 
     Parameters
@@ -131,6 +138,10 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         Print a line per chunk with the ticks done and the rate.
     w0 : array (E,), optional
         Initial weights (default ``net.weights``).
+    record_vesicles : bool
+        Return the field's vesicles as :class:`~nvppl.Traces` (``result.traces``)
+        with the covariates of every tick, so that the vesicle kernels can be
+        fitted back (clocked fields only; memory grows as ticks × capacity).
     """
     inputs, current = netmod._check_inputs(net, inputs, current, n_ticks)
     T = int(inputs.shape[0])
@@ -153,6 +164,11 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
     if vesicles and len(modulation.signals) > n_sig:
         raise ValueError(f"the field reads {len(modulation.signals)} signals {modulation.signals!r}; "
                          f"{n_sig} are given")
+    if record_vesicles and not vesicles:
+        raise ValueError("record_vesicles=True needs a VesicleField as modulation")
+    if record_vesicles and modulation.event_driven:
+        raise ValueError("record_vesicles=True needs a clocked field: an event-driven field skips ticks, which "
+                         "the model's traces do not describe (event_driven=False)")
     record_every = max(1, T // 50) if not record_every else positive_int(record_every, "record_every")
     if record_synapses is None:
         record_synapses = np.flatnonzero(np.asarray(net.plastic))[:1000]
@@ -178,18 +194,23 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         d = c.d * decay + sig[0] if n_sig else c.d
         docks = jnp.zeros((), jnp.int32)
         fst = c.fld
+        vrec = ()
         if vesicles:
             fst = fieldmod.record_spikes(modulation, prep, fst, c.lif.spikes)
             n_fsig = len(modulation.signals)
             fst, m, info = fieldmod._field_step(modulation, prep, fst, sig[:n_fsig], k_fld, E)
             docks = info.docks.sum()
+            if record_vesicles:
+                vrec = (info.record, info.covariates)
         else:
             m = d
         lif = netmod.step(net, c.lif, c.w, inp, cur)
         pl = plmod.eligibility_step(net, rule, c.pl, lif.spikes)
         w_new = plmod.three_factor(net, rule, c.w, plmod.eligibility(pl), m)
+        if rule.interval > 1:                     # the chip's learning interval (Plasticity.interval)
+            w_new = jnp.where((t + 1) % rule.interval == 0, w_new, c.w)
         mod_mean = jnp.mean(jnp.broadcast_to(m, (E,))) if E else jnp.zeros(())
-        out = (lif.spikes[net.n_input:] if record_spikes else jnp.zeros(0, bool), sig, mod_mean, docks)
+        out = (lif.spikes[net.n_input:] if record_spikes else jnp.zeros(0, bool), sig, mod_mean, docks, vrec)
         return _Carry(lif, pl, w_new, d, fst, env), out
 
     has_cur = current is not None
@@ -208,7 +229,7 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         """Several whole recording intervals (arrays shaped (blocks, record_every, ...))."""
         return jax.lax.scan(lambda cc, xs: run_block(cc, *xs), c, (ts, inp, sig, cur, keys))
 
-    spikes, sigs, mods, docks, recw = [], [], [], [], []
+    spikes, sigs, mods, docks, recw, vrecs = [], [], [], [], [], []
     keys = jax.random.split(key, T)
     cur_all = current if has_cur else jnp.zeros((T, 0), jnp.float32)
     per = max(1, chunk // record_every) * record_every
@@ -223,12 +244,13 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         if whole:
             blk = tuple(x[:whole].reshape((whole // record_every, record_every) + x.shape[1:]) for x in xs)
             carry, o = run_blocks(carry, *blk)
-            outs.append(tuple(a.reshape((-1,) + a.shape[2:]) for a in o[:4]))
-            recw.append(np.asarray(o[4]))
+            outs.append(jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), o[:5]))
+            recw.append(np.asarray(o[5]))
         if stop - start > whole:
             carry, o = run_block(carry, *(x[whole:] for x in xs))
-            outs.append(o[:4])
-        for sp_, sg, md, dk in outs:
+            outs.append(o[:5])
+        for sp_, sg, md, dk, vr in outs:
+            vrecs.append(jax.tree.map(np.asarray, vr))
             spikes.append(np.asarray(sp_))
             sigs.append(np.asarray(sg))
             mods.append(np.asarray(md))
@@ -240,6 +262,10 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
             rate = stop / max(time.perf_counter() - t0, 1e-9)
             print(f"snn.learn: tick {stop}/{T} ({rate:,.0f} ticks/s)", flush=True)
     cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape))
+    traces = None
+    if record_vesicles:
+        rec, feats = jax.tree.map(lambda *a: np.concatenate(a), *vrecs)
+        traces = records_to_traces(modulation.model, jax.tree.map(lambda a: a[:, None], rec), feats[None])
     return LearnResult(
         w=np.asarray(carry.w),
         weights=np.concatenate(recw) if recw else np.zeros((0, len(rec_idx))),
@@ -248,4 +274,5 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         modulation=cat(mods, (0,)),
         docks=cat(docks, (0,)) if vesicles else None,
         n_events=int(carry.fld.n_events) if vesicles else T,
+        traces=traces,
     )

@@ -80,11 +80,10 @@ def test_docked_field_counts_this_ticks_docks_only():
     sub, node_of = nv.snn.neuron_substrate(net)
     model = nv.VesicleModel(sub, n_types=1, covariate_dim=1)
     fld = nv.snn.VesicleField(model, model.default_params(), node_of, alpha=[2.0], neighbourhood="post")
-    prep = F._prepare(fld, net)
     st = nv.snn.field_init(fld, net)
     total = 0
     for t in range(8):
-        st, m, info = F._field_step(fld, prep, st, jnp.zeros(0), jax.random.key(t), net.n_synapses)
+        st, m, info = nv.snn.field_step(fld, net, st, jnp.zeros(0), jax.random.key(t))
         assert float(info.strength.sum()) == pytest.approx(2.0 * int(info.docks.sum()))
         post_node = node_of[net.n_input + np.asarray(net.post)]
         np.testing.assert_allclose(np.asarray(m), np.asarray(info.strength)[post_node])
