@@ -33,6 +33,12 @@ cdef struct Tables:
     # ---- placement
     const int32_t* node_core    # (n,) node core of every node
     const int32_t* hops         # (C, C) tile hops between node cores
+    # ---- emission from the on-chip spike rate (nvppl/backend/vesicle_rates.py); rate_window 0: none
+    int64_t rate_window         # W, ticks of the rate window
+    int64_t rate_shift          # s: a window count c reads the table of bucket c >> s
+    const int64_t* rate_emission  # (R, K, L) cumulative emission-count thresholds per bucket row and type
+    const int64_t* rate_base    # (n,) first bucket row of every node
+    const int64_t* rate_buckets # (n,) buckets of every node
 
 
 cdef struct Mailboxes:
@@ -45,6 +51,10 @@ cdef struct Mailboxes:
     int32_t* left               # releases left, 15 = unlimited
     int64_t* occupancy          # (C,) vesicles per node core
     int64_t* born               # (n * K,) births per (node, type) unit this tick
+    # ---- the rate window: spikes per node in each of the last W ticks (a ring) and their sum
+    int64_t* ring               # (W, n)
+    int64_t* wsum               # (n,)
+    int64_t ring_pos            # the ring row the next tick's counts replace
     # ---- generator keys of this run: mix(mix(seed) ^ domain)
     uint64_t emission_key
     uint64_t vesicle_key

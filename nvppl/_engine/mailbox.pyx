@@ -7,6 +7,11 @@ independently and the tests compare the two event for event. Draws are keyed
 by the run and the vesicle id (not by the core), so the process does not
 depend on placement; the cores only decide which moves are packets and how
 many hops they take.
+
+With a rate window (``rate_window`` > 0) each tick first takes the spike
+counts per node of the previous tick into the ring of the last W ticks, and
+emission at node ℓ reads the cumulative table of bucket ``wsum[ℓ] >> s``
+instead of the type's one table.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
@@ -38,6 +43,7 @@ cdef enum:
     E_MAILBOX = 1
     E_IDS = 2
     E_TABLE = 3
+    E_RATE = 4
 
 
 cdef inline int64_t u16(uint64_t h, uint64_t k) noexcept nogil:
@@ -45,20 +51,39 @@ cdef inline int64_t u16(uint64_t h, uint64_t k) noexcept nogil:
     return <int64_t>(splitmix(h + k) >> 48)
 
 
+cdef void push_counts(const Tables* T, Mailboxes* S, const int64_t* counts) noexcept nogil:
+    """Take a tick's spike counts per node into the window: the oldest of the W ticks leaves."""
+    cdef int64_t l, n = T.n_nodes
+    cdef int64_t* old = S.ring + S.ring_pos * n
+    for l in range(n):
+        S.wsum[l] += counts[l] - old[l]
+        old[l] = counts[l]
+    S.ring_pos = (S.ring_pos + 1) % T.rate_window
+
+
 cdef int tick_nogil(const Tables* T, Mailboxes* S, int64_t t, int64_t* err) noexcept nogil:
     cdef int64_t K = T.n_types, n = T.n_nodes, M = T.n_slots, L = T.table_len
     cdef int64_t unit, k, j, c, i, w, m = 0, total
-    cdef int64_t kappa, l, to, slot, d, nc
+    cdef int64_t kappa, l, to, slot, d, nc, b
     cdef uint64_t h
     cdef int docked, dead, cause, finite
     cdef const int64_t* row
     cdef int64_t* cnt = S.counters
 
-    # 1. emission: inversion of the cumulative count table with draw 0 of unit l * K + kappa
+    # 1. emission: inversion of the cumulative count table with draw 0 of unit l * K + kappa; with a rate
+    #    window, the table of the node's count bucket
     for unit in range(n * K):
         h = splitmix(S.emission_key ^ ((<uint64_t>unit << 32) + <uint64_t>t))
         d = u16(h, 0)
-        row = T.emission + (unit % K) * L
+        if T.rate_window > 0:
+            l = unit // K
+            b = S.wsum[l] >> T.rate_shift
+            if b < 0 or b >= T.rate_buckets[l]:
+                err[0] = l
+                return -E_RATE
+            row = T.rate_emission + ((T.rate_base[l] + b) * K + unit % K) * L
+        else:
+            row = T.emission + (unit % K) * L
         c = 0
         while c < L and row[c] <= d:
             c += 1
@@ -176,7 +201,7 @@ cdef class Engine:
     cdef int64_t cap
 
     def __init__(self, dict arrays, dict sizes):
-        cdef int64_t K, n, M, C, cap
+        cdef int64_t K, n, M, C, cap, W
         self._keep = {}
         em = self._arr(arrays, "emission", np.int64)
         mig = self._arr(arrays, "migration", np.int64)
@@ -187,6 +212,18 @@ cdef class Engine:
         self.T.n_cores = C
         self.T.mailbox_words = int(sizes["mailbox_words"])
         self.T.max_id = int(sizes["max_id"])
+        W = int(sizes.get("rate_window", 0))
+        self.T.rate_window, self.T.rate_shift = W, int(sizes.get("rate_shift", 0))
+        if W > 0:
+            rem = self._arr(arrays, "rate_emission", np.int64)
+            if rem.ndim != 3 or rem.shape[1] != K or rem.shape[0] == 0:
+                raise ValueError(f"rate_emission must have shape (rows, {K}, table length), got {rem.shape}")
+            self.T.table_len = rem.shape[2]
+            self.T.rate_emission = self._p64(rem)
+            self.T.rate_base = self._p64(self._arr(arrays, "rate_base", np.int64))
+            self.T.rate_buckets = self._p64(self._arr(arrays, "rate_buckets", np.int64))
+            if em.size == 0:
+                em = self._arr({"emission": np.zeros(1)}, "emission", np.int64)
         self.T.emission = self._p64(em)
         self.T.migration = self._p64(mig)
         self.T.cand = self._p64(self._arr(arrays, "cand", np.int64))
@@ -201,9 +238,11 @@ cdef class Engine:
         self.cap = max(cap, 1)
         for name, dt, size in (("vid", np.int64, cap), ("vtype", np.int32, cap), ("node", np.int32, cap),
                                ("left", np.int32, cap), ("occupancy", np.int64, C), ("born", np.int64, n * K),
-                               ("counters", np.int64, N_COUNTERS)):
+                               ("counters", np.int64, N_COUNTERS), ("ring", np.int64, W * n),
+                               ("wsum", np.int64, n)):
             self._keep[name] = np.zeros(max(size, 1), dtype=dt)
         k = self._keep
+        self.S.ring, self.S.wsum = self._p64(k["ring"]), self._p64(k["wsum"])
         self.S.vid = self._p64(k["vid"])
         self.S.occupancy, self.S.born = self._p64(k["occupancy"]), self._p64(k["born"])
         self.S.counters = self._p64(k["counters"])
@@ -252,20 +291,39 @@ cdef class Engine:
         self.S.n_births = self.S.n_steps = self.S.n_deaths = 0
         self.S.emission_key = emission_key
         self.S.vesicle_key = vesicle_key
-        self._keep["occupancy"][:] = 0
+        self.S.ring_pos = 0
+        for name in ("occupancy", "ring", "wsum"):
+            self._keep[name][:] = 0
 
-    def tick(self, int64_t t):
+    def tick(self, int64_t t, counts=None):
         """Advance one tick, appending its events to the log.
+
+        ``counts`` (n,) are the spikes per node of the previous tick (zeros at
+        tick 0); they enter the rate window before emission. Needed exactly when
+        the engine has a rate window.
 
         Returns the numbers of births, steps and deaths logged so far in the run,
         or ("error", code, where): code 1, a node core's mailbox overflows (where:
         the node core); 2, the run's vesicle ids run out (where: the ids needed);
-        3, a migration row has no entry above a draw (where: node * K + type).
+        3, a migration row has no entry above a draw (where: node * K + type);
+        4, a window count beyond the node's rate tables (where: the node).
         Births are logged as (type, node), their ids consecutive from 0; steps as
         (vesicle, node_from, node_to, docked); deaths as (vesicle, cause code).
         """
         cdef int64_t err = 0, room
         cdef int res
+        cdef int64_t[::1] cv
+        if self.T.rate_window > 0:
+            if counts is None:
+                raise ValueError("the engine has a rate window: tick(t, counts) needs the spike counts per node")
+            c = np.ascontiguousarray(counts, dtype=np.int64)
+            if c.shape != (self.T.n_nodes,) or (c < 0).any():
+                raise ValueError(f"counts must hold {self.T.n_nodes} non-negative spike counts, got shape {c.shape}")
+            cv = c
+            with nogil:
+                push_counts(&self.T, &self.S, &cv[0])
+        elif counts is not None:
+            raise ValueError("the engine has no rate window: tick(t) takes no counts")
         room = len(self.log["b_type"]) - max(self.S.n_births, self.S.n_steps, self.S.n_deaths)
         if room < self.cap:
             self._grow(2 * len(self.log["b_type"]) + self.cap)
@@ -283,3 +341,7 @@ cdef class Engine:
     def occupancy(self):
         """Vesicles per node core after the last tick."""
         return self._keep["occupancy"].copy()
+
+    def window_counts(self):
+        """Spikes per node in the rate window after the last tick (zeros without a window)."""
+        return self._keep["wsum"][:self.T.n_nodes].copy()

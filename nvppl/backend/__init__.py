@@ -1,8 +1,8 @@
 """The Darwin3-like neuromorphic backend: chip, ISA, network-on-chip, emulator.
 
 The machine is defined in ``docs/guide/emulator.rst``. A spiking
-:class:`Network`, or a fitted vesicle model (with an optional base network),
-is compiled for a :class:`ChipConfig` into a :class:`ChipProgram` (a
+:class:`Network`, a fitted vesicle model (with an optional base network), or
+an :class:`nvppl.snn.LIFNetwork` with its vesicle field, is compiled for a :class:`ChipConfig` into a :class:`ChipProgram` (a
 plain-text per-core configuration image), which the event-driven
 :class:`Emulator` runs; a vesicle deployment's runs come back as
 :class:`~nvppl.Traces`.
@@ -30,10 +30,11 @@ from .image import ChipProgram, ImageError, read_image
 from .network import LIF, STDP, Network, Population, Projection, ThreeFactor
 from .nirio import from_nir, to_nir
 from .program import CoreImage
+from .snn_deploy import SNNDeployment, compile_snn, snn_deployment
 from .vesicles import DeploymentError
 
 __all__ = [
     "ChipConfig", "compile", "Emulator", "EmulatorRun", "ChipProgram", "CoreImage", "ImageError", "read_image",
     "Network", "Population", "Projection", "LIF", "STDP", "ThreeFactor", "to_nir", "from_nir",
-    "DeploymentError",
+    "DeploymentError", "SNNDeployment", "compile_snn", "snn_deployment",
 ]

@@ -4,28 +4,35 @@
 :class:`~nvppl.backend.Network` goes to
 :func:`~nvppl.backend.compile_network.compile_network`, a
 :class:`~nvppl.VesicleModel` with its parameters (and an optional base
-network) to :func:`~nvppl.backend.deploy.compile_vesicles`.
+network) to :func:`~nvppl.backend.deploy.compile_vesicles`, an
+:class:`nvppl.snn.LIFNetwork` with its optional vesicle field to
+:func:`~nvppl.backend.snn_deploy.compile_snn`.
 """
 
 from __future__ import annotations
 
 from ..model import VesicleModel
+from ..snn.network import LIFNetwork
 from .chip import ChipConfig
 from .compile_network import compile_network
 from .deploy import compile_vesicles
 from .network import Network
+from .snn_deploy import compile_snn
 
 __all__ = ["compile"]
 
 
 def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None, network=None, release=None,
-            release_amplitude=None, nodes_per_core=None, draw=None):
+            release_amplitude=None, nodes_per_core=None, draw=None, field=None, plasticity=None, scale=None,
+            alpha_scale=None, rate_shift=None):
     """Compile a spiking network, or a fitted vesicle model, for the chip.
 
     Parameters
     ----------
-    model : Network or VesicleModel
-        A spiking network to deploy, or a vesicle model.
+    model : Network, VesicleModel or nvppl.snn.LIFNetwork
+        A spiking network to deploy, a vesicle model, or an :mod:`nvppl.snn`
+        network (with its vesicle field: ``field=``, ``plasticity=``; see
+        :func:`~nvppl.backend.snn_deploy.compile_snn`).
     fit_or_params : Fit or Params, optional
         For a vesicle model: a :class:`~nvppl.infer.Fit` (the posterior mean is
         deployed unless ``draw`` says otherwise) or :class:`~nvppl.Params`. Must
@@ -48,6 +55,18 @@ def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None, networ
     draw : int, (chain, draw) or list of them, optional
         Deploy posterior draws of a Fit instead of its mean; a list gives one
         program per draw.
+    field : nvppl.snn.VesicleField, optional
+        For an :class:`nvppl.snn.LIFNetwork`: its vesicles, deployed on node
+        cores with a release port on every node (A_mod = round(α_κ ·
+        ``alpha_scale``)) and, when its covariate is ``"rate"``, emission from
+        the spike rate of each node's units computed on the chip (a sliding
+        window of ``field.window`` ticks and per-count Poisson tables).
+    plasticity : ThreeFactor or STDP, optional
+        For an :class:`nvppl.snn.LIFNetwork`: the chip's rule of its plastic synapses.
+    scale, alpha_scale, rate_shift : optional
+        For an :class:`nvppl.snn.LIFNetwork`: potential per weight LSB, reward
+        LSB per unit of α (default 1) and the count buckets of the rate tables
+        (default: the smallest shift that fits).
 
     Returns
     -------
@@ -55,14 +74,20 @@ def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None, networ
         Core images and placement. For a network, ``quantization`` lists every
         quantised quantity with its error; for a vesicle model,
         ``quantized_params`` are the Params deployed and ``quantization_report``
-        the worst-case and typical error per kernel.
+        the worst-case and typical error per kernel (with emission from the
+        rate: per count bucket, and the bucketing error). For an
+        :class:`nvppl.snn.LIFNetwork`, ``prog.extra["snn"]`` is the
+        :class:`~nvppl.backend.SNNDeployment`: synapse order, units, the
+        mapping's report and the float rule and field with the chip's timing.
 
     Raises
     ------
     CapacityError
         When the program does not fit, naming the resource that ran out.
     DeploymentError
-        When the vesicle model has a feature the chip cannot express.
+        When the vesicle model, the field or the network has a feature the chip
+        cannot express (a refractory period, docking with covariates, global
+        signals, content, ...), naming it.
 
     Examples
     --------
@@ -83,10 +108,37 @@ def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None, networ
     >>> prog = compile(model, model.default_params(), nodes_per_core=4)
     >>> prog.resources["node_cores"], float(prog.quantized_params.T.sum(-1).max())
     (3, 1.0)
+
+    An :mod:`nvppl.snn` network whose vesicles emit from the spike rate of its two groups:
+
+    >>> snn = nv.snn.LIFNetwork(2, 4, pre=[0, 1, 2, 4], post=[0, 2, 1, 3], weights=[0.5, 0.5, 0.1, 0.1],
+    ...                         plastic=[False, False, True, True], w_min=0.0, w_max=1.0)
+    >>> sub, node_of = nv.snn.group_substrate(snn, np.array([0, 0, 1, 1]))
+    >>> vm = nv.VesicleModel(sub, n_types=1, covariate_dim=1)
+    >>> fld = nv.snn.VesicleField(vm, vm.default_params().replace(u=[[-1.0, 4.0]]), node_of, alpha=[16.0],
+    ...                           window=8, neighbourhood="post")
+    >>> prog = compile(snn, field=fld, plasticity=nv.backend.ThreeFactor(a_mod=16, shift=3))
+    >>> prog.resources["release_ports"], list(prog.quantization_report["kernel"][:2])
+    (2, ['emission', 'emission bucketing'])
     """
     chip = ChipConfig() if chip is None else chip
     if not isinstance(chip, ChipConfig):
         raise TypeError(f"chip must be an nvppl.backend.ChipConfig, got {type(chip).__name__}")
+    if isinstance(model, LIFNetwork):
+        if fit_or_params is not None:
+            raise TypeError("compile(LIFNetwork) takes no parameters: the field carries its own (field=)")
+        for name, value in (("network", network), ("release", release), ("release_amplitude", release_amplitude),
+                            ("draw", draw)):
+            if value is not None:
+                raise TypeError(f"compile(LIFNetwork): {name}= belongs to vesicle models; the release follows "
+                                "the field's node_of")
+        return compile_snn(model, field, plasticity, chip=chip, scale=scale,
+                           alpha_scale=1.0 if alpha_scale is None else alpha_scale, rate_shift=rate_shift,
+                           nodes_per_core=nodes_per_core)
+    for name, value in (("field", field), ("plasticity", plasticity), ("scale", scale), ("alpha_scale", alpha_scale),
+                        ("rate_shift", rate_shift)):
+        if value is not None:
+            raise TypeError(f"compile: {name}= belongs to an nvppl.snn.LIFNetwork")
     if isinstance(model, Network):
         if fit_or_params is not None:
             raise TypeError("compile(network) takes no parameters: the network carries its own")
@@ -103,4 +155,5 @@ def compile(model, fit_or_params=None, *, chip: ChipConfig | None = None, networ
         if isinstance(draw, list):
             return [compile_vesicles(model, fit_or_params, chip, draw=d, **kwargs) for d in draw]
         return compile_vesicles(model, fit_or_params, chip, draw=draw, **kwargs)
-    raise TypeError(f"compile() needs an nvppl.backend.Network or an nvppl.VesicleModel, got {type(model).__name__}")
+    raise TypeError("compile() needs an nvppl.backend.Network, an nvppl.VesicleModel or an nvppl.snn.LIFNetwork, "
+                    f"got {type(model).__name__}")

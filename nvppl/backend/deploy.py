@@ -17,6 +17,11 @@ neurons gets a *release port*: a relay of the input population
 the amplitude A_mod = α_κ of the type (eq. 57–58, 60). A port is a relay
 neuron, so it fires at most once per tick: several vesicles of one type docking
 at a node in the same tick release α_κ once.
+
+Emission may also read the spike rate of a node's neurons, computed on the
+chip (``rate_window``, ``rate_sources``; :mod:`nvppl.backend.vesicle_rates`):
+the counted neurons are the node core's *rate sources*, and its table memory
+holds one emission table per count bucket.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
@@ -37,7 +43,8 @@ from .compile_network import compile_network
 from .image import ChipProgram
 from .network import Network
 from .program import NodeCoreImage, VesicleProgram
-from .vesicles import VesicleTables, emission_rates, quantize
+from .vesicle_rates import MAX_RATE_SHIFT, check_window, rate_lambda, rate_tables
+from .vesicles import DeploymentError, VesicleTables, emission_rates, quantize
 
 __all__ = ["MAX_CANDIDATES", "MAX_NODES", "RELEASE_POPULATION", "compile_vesicles", "default_nodes_per_core",
            "node_core_images", "node_order", "select_params"]
@@ -108,14 +115,16 @@ def node_order(model, params) -> np.ndarray:
     return np.asarray(reverse_cuthill_mckee(W, symmetric_mode=True), dtype=np.int64)
 
 
-def default_nodes_per_core(model, quantized, chip: ChipConfig) -> int:
+def default_nodes_per_core(model, quantized, chip: ChipConfig, rate: bool = False) -> int:
     """Nodes per core so that a core's mailbox has room for 8× the expected residents.
 
     The expected residents of a node are bounded by its own stationary count
-    Σ_κ λ_κ / δ_κ (emission over the per-step removal by decay); the mailbox
-    is checked on every tick of a run regardless, and an overflow is an error.
+    Σ_κ λ_κ / δ_κ (emission over the per-step removal by decay; with emission
+    from the spike rate, the larger λ of rates 0 and 1); the mailbox is checked
+    on every tick of a run regardless, and an overflow is an error.
     """
-    lam = emission_rates(model, quantized)
+    lam = (np.maximum(rate_lambda(model, quantized, 0.0), rate_lambda(model, quantized, 1.0)) if rate
+           else emission_rates(model, quantized))
     per_node = float(np.sum(lam / np.asarray(quantized.delta, dtype=float)))
     return int(max(1, min(model.n_nodes, chip.mailbox_words // max(1.0, 8.0 * per_node))))
 
@@ -124,10 +133,12 @@ def default_nodes_per_core(model, quantized, chip: ChipConfig) -> int:
 # table words
 
 
-def node_core_images(model, tables: VesicleTables, groups, tiles, chip: ChipConfig) -> list:
+def node_core_images(model, tables: VesicleTables, groups, tiles, chip: ChipConfig, sources=None) -> list:
     """One :class:`~nvppl.backend.program.NodeCoreImage` per group of nodes, at ``tiles``.
 
-    The inverse of :func:`nvppl.backend.program.decode_tables`.
+    ``sources`` (with rate tables): arrays (core id, neuron on its core, graph
+    node) of the counted neurons. The inverse of
+    :func:`nvppl.backend.program.decode_tables`.
     """
     K = model.n_types
     cand = np.asarray(model.substrate.candidates)
@@ -154,8 +165,22 @@ def node_core_images(model, tables: VesicleTables, groups, tiles, chip: ChipConf
                            | (core_id[node_core[dest]].astype(np.uint64) << np.uint64(37)))
         migration = np.concatenate(mig) if mig else np.zeros(0, np.uint64)
         config = {"n_nodes": len(g), "n_types": K, "table_len": int(tables.emission.shape[1]),
-                  "nodes_words": len(g), "migration_words": len(migration)}
-        out.append(NodeCoreImage(int(x), int(y), config, types.copy(), emission.copy(), nodes, migration))
+                  "nodes_words": len(g), "migration_words": len(migration), "rate_window": 0, "rate_shift": 0,
+                  "rate_words": 0, "source_words": 0}
+        rate_words = src_words = None
+        rt = tables.rate
+        if rt is not None:
+            buckets = rt.buckets
+            rate_words = np.concatenate([rt.emission[rt.base[v]:rt.base[v] + buckets[v]].reshape(-1)
+                                         for v in g]).astype(np.uint64)
+            cid, local, snode = (np.asarray(a, dtype=np.int64) for a in sources)
+            mine = np.isin(snode, g)
+            src_words = (snode[mine].astype(np.uint64) | (cid[mine].astype(np.uint64) << np.uint64(20))
+                         | (local[mine].astype(np.uint64) << np.uint64(30)))
+            config.update(table_len=int(rt.emission.shape[2]), rate_window=int(rt.window), rate_shift=int(rt.shift),
+                          rate_words=len(rate_words), source_words=len(src_words))
+        out.append(NodeCoreImage(int(x), int(y), config, types.copy(), emission.copy(), nodes, migration, rate_words,
+                                 src_words))
     return out
 
 
@@ -228,13 +253,62 @@ def _release_network(network, model, release, amplitude):
     return net, np.asarray(ports, dtype=np.int64).reshape(-1, 2)
 
 
+def _rate_sources(base: ChipProgram, rate_sources, n_nodes, chip):
+    """(core id, neuron on its core, graph node) of the counted neurons of ``{population: node per neuron}``."""
+    cid, local, node = [], [], []
+    for name, nodes in dict(rate_sources).items():
+        k = base.population_index(name)
+        pop = base.populations[k]
+        nodes = np.asarray(nodes, dtype=np.int64).reshape(-1)
+        if nodes.shape != (pop["size"],) or np.any((nodes < -1) | (nodes >= n_nodes)):
+            raise ValueError(f"rate_sources[{name!r}] must give a node in -1..{n_nodes - 1} (-1: not counted) for "
+                             f"each of the population's {pop['size']} neurons")
+        for c in pop["cores"]:
+            core = base.cores[c]
+            f, m = core.config["first_neuron"], core.n_neurons
+            sel = np.flatnonzero(nodes[f:f + m] >= 0)
+            cid.append(np.full(len(sel), chip.core_id(core.x, core.y), dtype=np.int64))
+            local.append(sel)
+            node.append(nodes[f:f + m][sel])
+    cat = (lambda a: np.concatenate(a).astype(np.int64) if a else np.zeros(0, np.int64))
+    return cat(cid), cat(local), cat(node)
+
+
+def _fit_rate_tables(model, params, size, window, shift, cores_of, chip):
+    """Rate tables at ``shift``, or at the smallest shift whose tables fit every node core (shift None)."""
+    shifts = [shift] if shift is not None else range(MAX_RATE_SHIFT + 1)
+    for s in shifts:
+        rt, rows = rate_tables(model, params, size, window, s)
+        L = rt.emission.shape[2]
+        words = [fixed + int((rt.buckets[g] * model.n_types * L).sum()) for g, fixed in cores_of]
+        if max(words) <= chip.synapse_words or shift is not None:
+            return rt, rows
+    raise CapacityError(f"table memory: the rate emission tables need {max(words)} words on the fullest node core "
+                        f"even with count buckets of 2**{MAX_RATE_SHIFT}; a core holds {chip.synapse_words}; use "
+                        "fewer nodes per core or a shorter rate window")
+
+
 def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, release=None, release_amplitude=None,
-                     nodes_per_core=None, draw=None) -> ChipProgram:
-    """Compile a vesicle model (and optionally a base network); see :func:`nvppl.backend.compile`."""
+                     nodes_per_core=None, draw=None, rate_window=None, rate_sources=None,
+                     rate_shift=None) -> ChipProgram:
+    """Compile a vesicle model (and optionally a base network); see :func:`nvppl.backend.compile`.
+
+    With ``rate_window`` W, emission reads the on-chip spike rate of every node
+    (:mod:`nvppl.backend.vesicle_rates`): ``rate_sources`` maps a population
+    name of ``network`` to the graph node of each of its neurons (−1: not
+    counted), and ``rate_shift`` s buckets the window counts (None: the
+    smallest s whose tables fit the node cores).
+    """
     if not isinstance(model, VesicleModel):
         raise TypeError(f"model must be a VesicleModel, got {type(model).__name__}")
     params, source = select_params(model, fit_or_params, draw)
-    tables, quantized, report = quantize(model, params)
+    rate = rate_window is not None
+    if rate:
+        rate_window = check_window(rate_window)
+        if network is None or rate_sources is None:
+            raise DeploymentError("emission from the spike rate needs the spiking network (network=) and the "
+                                  "neurons counted at each node (rate_sources=)")
+    tables, quantized, report = quantize(model, params, rate=rate)
     n = model.n_nodes
     if n > MAX_NODES:
         raise CapacityError(f"graph nodes: {n}; the 20-bit node fields of the table words address {MAX_NODES}")
@@ -258,7 +332,7 @@ def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, re
 
     # placement of the graph nodes
     if nodes_per_core is None:
-        nodes_per_core = default_nodes_per_core(model, quantized, chip)
+        nodes_per_core = default_nodes_per_core(model, quantized, chip, rate=rate)
     nodes_per_core = positive_int(nodes_per_core, "nodes_per_core")
     order = node_order(model, quantized)
     groups = [order[i:i + nodes_per_core] for i in range(0, n, nodes_per_core)]
@@ -268,7 +342,20 @@ def compile_vesicles(model, fit_or_params, chip: ChipConfig, *, network=None, re
             f"{len(free)} of the chip's {chip.n_neuron_cores} cores are free"
             + (f" ({len(base.cores)} hold the base network)" if base.cores else "")
             + "; use a larger chip or more nodes per core")
-    cores = node_core_images(model, tables, groups, free[:len(groups)], chip)
+    sources = None
+    if rate:
+        sources = _rate_sources(base, rate_sources, n, chip)
+        size = np.bincount(sources[2], minlength=n)
+        ncand_all = np.asarray((np.asarray(model.substrate.candidates) >= 0).sum(axis=1))
+        K = model.n_types
+        cores_of = [(g, K + len(g) * (1 + rate_window) + int(ncand_all[g].sum()) * K
+                     + int(np.isin(sources[2], g).sum())) for g in groups]
+        rt, rows = _fit_rate_tables(model, params, size, rate_window, rate_shift, cores_of, chip)
+        tables = tables._replace(rate=rt)
+        attrs = dict(report.attrs)
+        report = pd.concat([pd.DataFrame(rows, columns=report.columns), report], ignore_index=True)
+        report.attrs.update(attrs, rate_window=rate_window, rate_shift=rt.shift)
+    cores = node_core_images(model, tables, groups, free[:len(groups)], chip, sources)
     for core in cores:
         if core.table_words > chip.synapse_words:
             raise CapacityError(f"table memory: node core ({core.x}, {core.y}) needs {core.table_words} table "

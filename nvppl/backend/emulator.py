@@ -57,7 +57,7 @@ class Emulator:
         self.prog = prog
         self.layout = Layout(prog) if prog.cores else None
         self.synapses = self.layout.projection_synapses() if self.layout is not None else []
-        self.vesicles = VesicleRunner(prog) if prog.vesicles is not None else None
+        self.vesicles = VesicleRunner(prog, self.layout) if prog.vesicles is not None else None
 
     def _inputs(self, inputs, n_ticks):
         """(tick, global external axon) of every input spike, sorted by tick."""
@@ -97,7 +97,8 @@ class Emulator:
         """Run the program from its initial memory for ``n_ticks`` ticks.
 
         Each tick the node cores of a deployed vesicle model go first (emission,
-        migration, docking, absorption, decay); docks at nodes with release
+        migration, docking, absorption, decay; emission from the spike rate
+        reads the counts of the ticks before); docks at nodes with release
         ports send reward spikes into the base network, which then runs its
         tick (deliver, update, route, learn).
 
@@ -169,11 +170,12 @@ class Emulator:
         port_axon = L.ext_axon.get(RELEASE_POPULATION) if ves is not None else None
         if ves is not None:
             ves.start(0, seed)
+        res = None
         for t in range(n_ticks):
             learn = learn_any and (t + 1) % chip.learning_interval == 0
             ext = in_a[bounds[t]:bounds[t + 1]]
             if ves is not None:
-                ports = ves.tick(t)
+                ports = ves.tick(t, res)        # the spikes of tick t - 1 feed the rate windows
                 if len(ports) and port_axon is not None:
                     fired = np.unique(ports)
                     docked_ports.append(ports)
@@ -236,6 +238,8 @@ class Emulator:
         (``ports``: the port of each dock), and the reward spikes the ports send
         when they fire (``fires``: at most once per port and tick), with their
         synaptic operations.
+        With emission from the spike rate, the spikes the counted neurons send
+        to their node cores are vesicle traffic too (``vesicle_rate_packets``).
         Spike traffic: everything else the neurons send. ``packets``, ``flits``,
         ``hops`` and ``energy_pj`` are the totals of both.
         """
@@ -262,9 +266,10 @@ class Emulator:
         counters = dict(spike)
         out = {}
         for k in ("packets", "flits", "hops"):
-            out[f"vesicle_{k}"] = v[k] + write[k] + fan[k]
+            out[f"vesicle_{k}"] = v[k] + write[k] + fan[k] + v[f"rate_{k}"]
             out[f"spike_{k}"] = spike.get(k, 0) - fan[k]
             counters[k] = out[f"vesicle_{k}"] + out[f"spike_{k}"]
+        out["vesicle_rate_packets"] = v["rate_packets"]
         out["spike_synaptic_ops"] = spike.get("synaptic_ops", 0) - fan["synaptic_ops"]
         out["vesicle_synaptic_ops"] = fan["synaptic_ops"]
         for k in ("births", "steps", "docks", "draws", "updates"):

@@ -32,7 +32,9 @@ class EmulatorRun:
         ``vesicle_births``, ``vesicle_steps`` (vesicle-hops: one per vesicle per
         tick), ``vesicle_docks``, ``vesicle_draws``, ``vesicle_updates``
         (mailbox entries processed and emission-generator updates),
-        ``vesicle_migration_packets``, ``vesicle_release_packets`` and
+        ``vesicle_migration_packets``, ``vesicle_release_packets``,
+        ``vesicle_rate_packets`` (spikes of counted neurons sent to their node
+        core, for emission from the spike rate) and
         ``vesicle_synaptic_ops``, ``spike_synaptic_ops``.
     energy : dict
         The energy estimate by event kind, in pJ.

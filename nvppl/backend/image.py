@@ -199,7 +199,8 @@ def node_core_lines(core: NodeCoreImage) -> list[str]:
     lines = [f"# node core ({x}, {y}); tick op x y address value"]
     lines += _region_lines(x, y, "config", [core.config[name] for name in NODE_CONFIG])
     for region, words in (("vesicle_types", core.types), ("vesicle_emission", core.emission),
-                          ("vesicle_nodes", core.nodes), ("vesicle_migration", core.migration)):
+                          ("vesicle_nodes", core.nodes), ("vesicle_migration", core.migration),
+                          ("vesicle_rate", core.rate), ("vesicle_sources", core.sources)):
         lines += _region_lines(x, y, region, words)
     return lines
 
@@ -307,8 +308,12 @@ def _read_words(path, x, y) -> dict:
     return regs
 
 
-def _config(regs, path, names) -> dict:
-    cfg_raw = regs[REGIONS["config"]]
+def _config(regs, path, names, optional=()) -> dict:
+    """The config registers ``names``; those in ``optional`` read 0 when the image does not set them."""
+    cfg_raw = dict(regs[REGIONS["config"]])
+    for k, name in enumerate(names):
+        if name in optional:
+            cfg_raw.setdefault(k, 0)
     missing = [name for k, name in enumerate(names) if k not in cfg_raw]
     if missing:
         raise ImageError(f"{path}: config registers {missing} are not set")
@@ -387,13 +392,16 @@ def read_image(directory) -> ChipProgram:
 
 def _parse_node_core(path, x, y):
     regs = _read_words(path, x, y)
-    _unexpected(regs, path, ("config", "vesicle_types", "vesicle_emission", "vesicle_nodes", "vesicle_migration"))
-    cfg = _config(regs, path, NODE_CONFIG)
+    _unexpected(regs, path, ("config", "vesicle_types", "vesicle_emission", "vesicle_nodes", "vesicle_migration",
+                             "vesicle_rate", "vesicle_sources"))
+    cfg = _config(regs, path, NODE_CONFIG, optional=NODE_CONFIG[5:])
     K, L = cfg["n_types"], cfg["table_len"]
     return NodeCoreImage(x, y, cfg, _dense(regs, path, "vesicle_types", K, "type"),
-                         _dense(regs, path, "vesicle_emission", K * L, "emission"),
+                         _dense(regs, path, "vesicle_emission", 0 if cfg["rate_window"] else K * L, "emission"),
                          _dense(regs, path, "vesicle_nodes", cfg["nodes_words"], "node"),
-                         _dense(regs, path, "vesicle_migration", cfg["migration_words"], "migration"))
+                         _dense(regs, path, "vesicle_migration", cfg["migration_words"], "migration"),
+                         _dense(regs, path, "vesicle_rate", cfg["rate_words"], "rate emission"),
+                         _dense(regs, path, "vesicle_sources", cfg["source_words"], "rate source"))
 
 
 def _params_from_plain(d) -> Params:

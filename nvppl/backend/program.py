@@ -36,7 +36,15 @@ the chip"):
   number of candidates (0 on a sink), 44–28 its absorption threshold;
 - **migration** (per hosted node, per type, one word per candidate): bits 16–0
   the cumulative threshold, 36–17 the candidate node, 46–37 the core id of the
-  core holding it.
+  core holding it;
+- **rate emission** (emission from the on-chip spike rate, config
+  ``rate_window`` > 0; :mod:`nvppl.backend.vesicle_rates`): per hosted node, in
+  the order of the nodes region, per count bucket and type, ``table_len``
+  words of bits 16–0 a cumulative emission-count threshold; the per-type
+  emission region is then empty;
+- **rate sources** (one word per counted neuron): bits 19–0 the graph node,
+  29–20 the core id of the neuron's core, 41–30 the neuron on that core. A
+  node's buckets are ``(rate_window · sources >> rate_shift) + 1``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from ..params import Params
 from .chip import ChipConfig
 from .isa.opcodes import ROUNDINGS
 from .noc import hop_distance
+from .vesicle_rates import RateTables, bucket_counts
 from .vesicles import ONE, VesicleTables
 
 __all__ = ["CONFIG_REGISTERS", "NODE_CONFIG", "REGIONS", "ROUNDING_CODES", "CoreImage", "NodeCoreImage",
@@ -56,14 +65,17 @@ __all__ = ["CONFIG_REGISTERS", "NODE_CONFIG", "REGIONS", "ROUNDING_CODES", "Core
 
 #: Memory regions of a core (address bits 31–24).
 REGIONS = {"config": 0, "instruction": 1, "state": 2, "trace": 3, "axon_out": 4, "axon_in": 5, "synapse": 6,
-           "vesicle_types": 7, "vesicle_emission": 8, "vesicle_nodes": 9, "vesicle_migration": 10, "mailbox": 11}
+           "vesicle_types": 7, "vesicle_emission": 8, "vesicle_nodes": 9, "vesicle_migration": 10, "mailbox": 11,
+           "vesicle_rate": 12, "vesicle_sources": 13}
 
 #: Config registers of a neuron core, by offset in the config region.
 CONFIG_REGISTERS = ("n_neurons", "rounding", "learning_interval", "program_words", "state_slots",
                     "axon_out_words", "axon_in_words", "synapse_words", "population", "first_neuron")
 
-#: Config registers of a node core, by offset in the config region.
-NODE_CONFIG = ("n_nodes", "n_types", "table_len", "nodes_words", "migration_words")
+#: Config registers of a node core, by offset in the config region (the last four are 0 without a rate
+#: window and may be absent from an image).
+NODE_CONFIG = ("n_nodes", "n_types", "table_len", "nodes_words", "migration_words", "rate_window", "rate_shift",
+               "rate_words", "source_words")
 
 #: The ``rounding`` config register: the code of each rounding mode.
 ROUNDING_CODES = {mode: code for code, mode in enumerate(ROUNDINGS)}
@@ -145,9 +157,10 @@ class NodeCoreImage:
     ----------
     x, y : int
     config : dict
-        ``n_nodes``, ``n_types``, ``table_len``, ``nodes_words``, ``migration_words``.
-    types, emission, nodes, migration : numpy.ndarray of uint64
-        The table regions (layouts in the module docstring).
+        :data:`NODE_CONFIG`.
+    types, emission, nodes, migration, rate, sources : numpy.ndarray of uint64
+        The table regions (layouts in the module docstring; ``rate`` and
+        ``sources`` empty without a rate window).
     """
 
     x: int
@@ -157,15 +170,26 @@ class NodeCoreImage:
     emission: np.ndarray
     nodes: np.ndarray
     migration: np.ndarray
+    rate: np.ndarray = None
+    sources: np.ndarray = None
+
+    def __post_init__(self):
+        for name in ("rate", "sources"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(0, dtype=np.uint64))
+        for name in NODE_CONFIG[5:]:
+            self.config.setdefault(name, 0)
 
     @property
     def table_words(self) -> int:
-        return len(self.types) + len(self.emission) + len(self.nodes) + len(self.migration)
+        """Words of table memory: the regions, and the rate window's W counters per hosted node."""
+        return (len(self.types) + len(self.emission) + len(self.nodes) + len(self.migration) + len(self.rate)
+                + len(self.sources) + int(self.config["rate_window"]) * len(self.nodes))
 
     def equals(self, other) -> bool:
         """True when both node cores hold the same tables."""
         return ((self.x, self.y) == (other.x, other.y) and self.config == other.config
-                and _same_arrays(self, other, ("types", "emission", "nodes", "migration")))
+                and _same_arrays(self, other, ("types", "emission", "nodes", "migration", "rate", "sources")))
 
 
 @dataclass(eq=False)
@@ -207,6 +231,11 @@ class VesicleProgram:
     def tables(self) -> VesicleTables:
         """The tables the node cores hold, decoded and checked (:func:`decode_tables`)."""
         return decode_tables(self.cores, self.model)
+
+    def rate_sources(self) -> tuple:
+        """(core id, neuron on its core, graph node) of every counted neuron, from the rate-source words."""
+        words = np.concatenate([c.sources for c in self.cores]) if self.cores else np.zeros(0, np.uint64)
+        return field(words, 20, 10), field(words, 30, 12), field(words, 0, 20)
 
     def expected_hops(self, chip: ChipConfig) -> float:
         """Mean tile hops of one migration step, rows of T weighted equally (the placement's cost)."""
@@ -300,8 +329,8 @@ def decode_tables(cores, model) -> VesicleTables:
     _check_thresholds(where, "docking", dock)
     _check_thresholds(where, "decay", decay)
     L = first.config["table_len"]
-    emission = field(first.emission, 0, 17).reshape(K, L)
-    bad = np.flatnonzero(_unwalkable(emission, np.full(K, L)))
+    emission = field(first.emission, 0, 17).reshape(K, -1 if first.config["rate_window"] else L)
+    bad = np.flatnonzero(_unwalkable(emission, np.full(K, L))) if emission.shape[1] else np.zeros(0, np.int64)
     if bad.size:
         raise _table_error(f"{where}, type {bad[0]}", "emission", emission[bad[0]])
     absorb = np.zeros(n, dtype=np.int64)
@@ -344,4 +373,46 @@ def decode_tables(cores, model) -> VesicleTables:
         core = cores[core_of[node]]
         raise _table_error(f"node core ({core.x}, {core.y}), node {node}, type {k}", "migration",
                            migration[k, node, :ncand[node]])
-    return VesicleTables(emission, migration, dock, absorb, decay, budget)
+    rate = _decode_rate(cores, model, core_of) if first.config["rate_window"] else None
+    return VesicleTables(emission, migration, dock, absorb, decay, budget, rate)
+
+
+def _decode_rate(cores, model, core_of):
+    """The :class:`~nvppl.backend.vesicle_rates.RateTables` of the rate regions, checked."""
+    K, n = model.n_types, model.n_nodes
+    first = cores[0]
+    W, s, L = first.config["rate_window"], first.config["rate_shift"], first.config["table_len"]
+    size = np.zeros(n, dtype=np.int64)
+    for index, core in enumerate(cores):
+        where = f"node core ({core.x}, {core.y})"
+        if (core.config["rate_window"], core.config["rate_shift"]) != (W, s):
+            raise ValueError(f"{where}: rate window {core.config['rate_window']} and shift "
+                             f"{core.config['rate_shift']} differ from those of node core ({first.x}, {first.y})")
+        nodes = field(core.sources, 0, 20)
+        if np.any(nodes >= n) or np.any(core_of[np.minimum(nodes, n - 1)] != index):
+            raise ValueError(f"{where}: a rate-source word names a node this core does not host")
+        size += np.bincount(nodes, minlength=n)
+    buckets = bucket_counts(size, W, s)
+    base = np.concatenate([[0], np.cumsum(buckets)[:-1]]).astype(np.int64)
+    emission = np.zeros((int(buckets.sum()), K, L), dtype=np.int64)
+    for core in cores:
+        where = f"node core ({core.x}, {core.y})"
+        pos = 0
+        for node in field(core.nodes, 0, 20):
+            words = buckets[node] * K * L
+            if pos + words > len(core.rate):
+                raise ValueError(f"{where}: the rate emission table ends inside node {node}'s rows")
+            emission[base[node]:base[node] + buckets[node]] = field(core.rate[pos:pos + words], 0, 17).reshape(
+                buckets[node], K, L)
+            pos += words
+        if pos != len(core.rate):
+            raise ValueError(f"{where}: {len(core.rate) - pos} rate emission words are not used by any node")
+    rows = emission.reshape(-1, L)
+    bad = np.flatnonzero(_unwalkable(rows, np.full(len(rows), L)))
+    if bad.size:
+        row, k = divmod(int(bad[0]), K)
+        node = int(np.searchsorted(base, row, side="right") - 1)
+        core = cores[core_of[node]]
+        raise _table_error(f"node core ({core.x}, {core.y}), node {node}, count bucket {row - base[node]}, type {k}",
+                           "rate emission", rows[bad[0]])
+    return RateTables(int(W), int(s), size, base, emission)

@@ -32,6 +32,99 @@ def _inputs(inputs, n_ticks):
     return out
 
 
+class FixedPointNetwork:
+    """The fixed-point reference of a compiled program, one tick at a time (see :func:`simulate_fixed`).
+
+    Attributes after :meth:`step`: ``state``, ``traces`` (per population, in
+    network order), ``weights`` (per projection, CSR data) and ``last`` (the
+    spikes of the tick, per population).
+    """
+
+    def __init__(self, prog: ChipProgram, key=None):
+        net: Network = prog.network
+        if net is None:
+            raise ValueError("the fixed-point reference needs a program compiled in this process (prog.network)")
+        chip = self.chip = prog.chip
+        self.net = net
+        self.seed = chip.seed if key is None else seed64(key)
+        self.programs = prog.extra["programs"]
+        self.weights_q = prog.extra["weights"]
+        S = chip.state_slots
+        # core id and local index of every neuron, and of every synapse's memory word
+        self.core_of, self.local_of = [], []
+        for k, pop in enumerate(net.populations):
+            cid = np.empty(pop.size, dtype=np.int64)
+            loc = np.empty(pop.size, dtype=np.int64)
+            for c in prog.populations[k]["cores"]:
+                core = prog.cores[c]
+                f, n = core.config["first_neuron"], core.n_neurons
+                cid[f:f + n] = chip.core_id(core.x, core.y)
+                loc[f:f + n] = np.arange(n)
+            self.core_of.append(cid)
+            self.local_of.append(loc)
+        self.syn_core = []
+        for addr in prog.extra["synapse_address"]:
+            self.syn_core.append((np.array([chip.core_id(prog.cores[c].x, prog.cores[c].y) for c in addr[:, 0]],
+                                           dtype=np.int64), addr[:, 1]))
+        self.state = [np.zeros((p.size, S), dtype=np.int64) for p in net.populations]
+        self.traces = [np.zeros((p.size, 3), dtype=np.int64) for p in net.populations]
+        self.mats = [W.astype(np.int64) for W in self.weights_q]  # copies whose weights learning changes in place
+        self.weights = [W.data for W in self.mats]
+        self.spiked = [np.zeros(p.size, dtype=bool) for p in net.populations]
+        self.last = [np.zeros(p.size, dtype=bool) for p in net.populations]
+        self.widths = dict(rounding=chip.rounding, state_bits=chip.state_bits, trace_bits=chip.trace_bits,
+                           weight_bits=chip.weight_bits)
+
+    def step(self, t: int, ext: dict) -> list:
+        """Tick ``t`` with the external spikes ``ext`` ({input population: bool (size,)}); the spikes per population."""
+        net, chip, seed, widths = self.net, self.chip, self.seed, self.widths
+        fired_now = []
+        for k, pop in enumerate(net.populations):
+            acc_w = np.zeros(pop.size, dtype=np.int64)
+            acc_r = np.zeros(pop.size, dtype=np.int64)
+            for proj in net.incoming(pop):
+                contribution = self.mats[proj.index].T @ self.last[proj.pre.index].astype(np.int64)
+                if proj.kind == "reward":
+                    acc_r += contribution
+                else:
+                    acc_w += contribution
+            if pop.kind == "input" and pop.name in ext:
+                acc_w += ext[pop.name]
+            regs = np.zeros((16, pop.size), dtype=np.int64)
+            regs[isa.Reg.WGTSUM] = isa.saturate(acc_w, chip.state_bits)
+            regs[isa.Reg.RWSUM] = isa.saturate(acc_r, chip.state_bits)
+            h = isa.unit_key(seed, self.core_of[k], self.local_of[k], t)
+            counters = np.zeros(pop.size, dtype=np.int64)
+            fired = isa.execute(self.programs[k], isa.Section.NEURON, regs, state=self.state[k],
+                                traces=self.traces[k], h=h, counters=counters, **widths).fired
+            fired = fired | isa.execute(self.programs[k], isa.Section.TRACE, regs, state=self.state[k],
+                                        traces=self.traces[k], h=h, counters=counters, **widths).fired
+            fired_now.append(fired)
+            self.spiked[k] |= fired
+        self.last = fired_now
+        if (t + 1) % chip.learning_interval == 0:
+            for proj in net.projections:
+                if proj.plasticity is None:
+                    continue
+                W = self.weights_q[proj.index]
+                j = np.repeat(np.arange(proj.pre.size), np.diff(W.indptr))
+                i = W.indices
+                regs = np.zeros((16, W.nnz), dtype=np.int64)
+                regs[isa.Reg.TPRE] = self.traces[proj.pre.index][j, 0]
+                regs[isa.Reg.TPOST] = self.traces[proj.post.index][i, 1]
+                regs[isa.Reg.TREW] = self.traces[proj.post.index][i, 2]
+                cid, loc = self.syn_core[proj.index]
+                h = isa.unit_key(seed, cid, (1 << 30) + loc, t)
+                syn = self.weights[proj.index][:, None].copy()
+                isa.execute(self.programs[proj.post.index], isa.Section.WEIGHT, regs, synapse=syn,
+                            s_pre=self.spiked[proj.pre.index][j], s_post=self.spiked[proj.post.index][i], h=h,
+                            counters=np.zeros(W.nnz, dtype=np.int64), **widths)
+                self.weights[proj.index][:] = syn[:, 0]
+            for s in self.spiked:
+                s[:] = False
+        return fired_now
+
+
 def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> dict:
     """The fixed-point reference of a program compiled in this process.
 
@@ -43,97 +136,33 @@ def simulate_fixed(prog: ChipProgram, n_ticks: int, key=None, inputs=None) -> di
         (n_ticks, size, 3)}; ``weights``: {projection index: int64 (n_ticks, nnz)}
         in the projection's CSR order.
     """
-    net: Network = prog.network
-    if net is None:
-        raise ValueError("the fixed-point reference needs a program compiled in this process (prog.network)")
-    chip = prog.chip
-    seed = chip.seed if key is None else seed64(key)
+    ref = FixedPointNetwork(prog, key)
     ext = _inputs(inputs, n_ticks)
-    programs = prog.extra["programs"]
-    weights_q = prog.extra["weights"]
-    S = chip.state_slots
-
-    # core id and local index of every neuron, and of every synapse's memory word
-    core_of, local_of = [], []
-    for k, pop in enumerate(net.populations):
-        cid = np.empty(pop.size, dtype=np.int64)
-        loc = np.empty(pop.size, dtype=np.int64)
-        for c in prog.populations[k]["cores"]:
-            core = prog.cores[c]
-            f, n = core.config["first_neuron"], core.n_neurons
-            cid[f:f + n] = chip.core_id(core.x, core.y)
-            loc[f:f + n] = np.arange(n)
-        core_of.append(cid)
-        local_of.append(loc)
-    syn_core = []
-    for addr in prog.extra["synapse_address"]:
-        syn_core.append((np.array([chip.core_id(prog.cores[c].x, prog.cores[c].y) for c in addr[:, 0]],
-                                  dtype=np.int64), addr[:, 1]))
-
-    state = [np.zeros((p.size, S), dtype=np.int64) for p in net.populations]
-    traces = [np.zeros((p.size, 3), dtype=np.int64) for p in net.populations]
-    mats = [W.astype(np.int64) for W in weights_q]  # copies whose weights learning changes in place
-    weights = [W.data for W in mats]
-    spiked = [np.zeros(p.size, dtype=bool) for p in net.populations]
-    last = [np.zeros(p.size, dtype=bool) for p in net.populations]
-    out = {"spikes": {p.name: np.zeros((n_ticks, p.size), dtype=bool) for p in net.populations},
-           "state": {p.name: np.zeros((n_ticks, p.size, S), dtype=np.int64) for p in net.populations},
-           "traces": {p.name: np.zeros((n_ticks, p.size, 3), dtype=np.int64) for p in net.populations},
-           "weights": {k: np.zeros((n_ticks, W.nnz), dtype=np.int64) for k, W in enumerate(weights_q)}}
-    widths = dict(rounding=chip.rounding, state_bits=chip.state_bits, trace_bits=chip.trace_bits,
-                  weight_bits=chip.weight_bits)
+    out = record_init(ref, n_ticks)
     for t in range(n_ticks):
-        fired_now = []
-        for k, pop in enumerate(net.populations):
-            acc_w = np.zeros(pop.size, dtype=np.int64)
-            acc_r = np.zeros(pop.size, dtype=np.int64)
-            for proj in net.incoming(pop):
-                contribution = mats[proj.index].T @ last[proj.pre.index].astype(np.int64)
-                if proj.kind == "reward":
-                    acc_r += contribution
-                else:
-                    acc_w += contribution
-            if pop.kind == "input" and pop.name in ext:
-                acc_w += ext[pop.name][t]
-            regs = np.zeros((16, pop.size), dtype=np.int64)
-            regs[isa.Reg.WGTSUM] = isa.saturate(acc_w, chip.state_bits)
-            regs[isa.Reg.RWSUM] = isa.saturate(acc_r, chip.state_bits)
-            h = isa.unit_key(seed, core_of[k], local_of[k], t)
-            counters = np.zeros(pop.size, dtype=np.int64)
-            fired = isa.execute(programs[k], isa.Section.NEURON, regs, state=state[k], traces=traces[k], h=h,
-                                counters=counters, **widths).fired
-            fired = fired | isa.execute(programs[k], isa.Section.TRACE, regs, state=state[k], traces=traces[k], h=h,
-                                        counters=counters, **widths).fired
-            fired_now.append(fired)
-            spiked[k] |= fired
-        last = fired_now
-        if (t + 1) % chip.learning_interval == 0:
-            for proj in net.projections:
-                if proj.plasticity is None:
-                    continue
-                W = weights_q[proj.index]
-                j = np.repeat(np.arange(proj.pre.size), np.diff(W.indptr))
-                i = W.indices
-                regs = np.zeros((16, W.nnz), dtype=np.int64)
-                regs[isa.Reg.TPRE] = traces[proj.pre.index][j, 0]
-                regs[isa.Reg.TPOST] = traces[proj.post.index][i, 1]
-                regs[isa.Reg.TREW] = traces[proj.post.index][i, 2]
-                cid, loc = syn_core[proj.index]
-                h = isa.unit_key(seed, cid, (1 << 30) + loc, t)
-                syn = weights[proj.index][:, None].copy()
-                isa.execute(programs[proj.post.index], isa.Section.WEIGHT, regs, synapse=syn,
-                            s_pre=spiked[proj.pre.index][j], s_post=spiked[proj.post.index][i], h=h,
-                            counters=np.zeros(W.nnz, dtype=np.int64), **widths)
-                weights[proj.index][:] = syn[:, 0]
-            for s in spiked:
-                s[:] = False
-        for k, pop in enumerate(net.populations):
-            out["spikes"][pop.name][t] = last[k]
-            out["state"][pop.name][t] = state[k]
-            out["traces"][pop.name][t] = traces[k]
-        for k in range(len(weights)):
-            out["weights"][k][t] = weights[k]
+        ref.step(t, {name: arr[t] for name, arr in ext.items()})
+        record_tick(ref, out, t)
     return out
+
+
+def record_init(ref: FixedPointNetwork, n_ticks: int) -> dict:
+    """Empty per-tick records of spikes, state, traces and weights (see :func:`simulate_fixed`)."""
+    S = ref.chip.state_slots
+    pops = ref.net.populations
+    return {"spikes": {p.name: np.zeros((n_ticks, p.size), dtype=bool) for p in pops},
+            "state": {p.name: np.zeros((n_ticks, p.size, S), dtype=np.int64) for p in pops},
+            "traces": {p.name: np.zeros((n_ticks, p.size, 3), dtype=np.int64) for p in pops},
+            "weights": {k: np.zeros((n_ticks, W.nnz), dtype=np.int64) for k, W in enumerate(ref.weights_q)}}
+
+
+def record_tick(ref: FixedPointNetwork, out: dict, t: int) -> None:
+    """Copy the memory after tick ``t`` into the records ``out``."""
+    for k, pop in enumerate(ref.net.populations):
+        out["spikes"][pop.name][t] = ref.last[k]
+        out["state"][pop.name][t] = ref.state[k]
+        out["traces"][pop.name][t] = ref.traces[k]
+    for k in range(len(ref.weights)):
+        out["weights"][k][t] = ref.weights[k]
 
 
 def simulate_float(net: Network, n_ticks: int, inputs=None) -> dict:

@@ -7,6 +7,11 @@ birth, move, dock and death as :class:`~nvppl.Traces`. Draws are those of
 :mod:`nvppl.backend.vesicle_reference`: unit ``ℓ · K + κ`` of "core"
 2⁴⁰ + run for emission, unit = vesicle id of "core" 2⁴¹ + run for a
 vesicle's four draws, so a run equals the reference event for event.
+
+With emission from the on-chip spike rate, the runner also carries the
+counted neurons' spikes to the node cores: every spike of a rate source at
+tick t − 1 is one SPIKE packet to the core of its node, and the counts per
+node enter the engine's rate window before emission at tick t.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from .._extension import load
 from ..errors import CapacityError
 from .image import ImageError
 from .isa.generator import domain_key
-from .noc import hop_distance
+from .noc import PacketClass, flits_per_packet, hop_distance
 from .vesicle_reference import EMISSION_DOMAIN, VESICLE_DOMAIN, traces_from_rows
 
 __all__ = ["MAX_IDS", "VesicleRunner"]
@@ -27,9 +32,13 @@ MAX_IDS = 1 << 24  # the id field of a vesicle word
 
 
 class VesicleRunner:
-    """Runs the node cores of ``prog.vesicles`` (see the module docstring)."""
+    """Runs the node cores of ``prog.vesicles`` (see the module docstring).
 
-    def __init__(self, prog):
+    ``layout`` (the emulator's :class:`~nvppl.backend.layout.Layout`) is needed
+    for emission from the spike rate: it locates the counted neurons.
+    """
+
+    def __init__(self, prog, layout=None):
         ves = prog.vesicles
         self.prog = prog
         self.model = model = ves.model
@@ -43,8 +52,14 @@ class VesicleRunner:
                       ncand=(cand >= 0).sum(axis=1), dock=tables.dock, absorb=tables.absorb, decay=tables.decay,
                       budget=tables.budget, node_core=self.node_core.astype(np.int32), hops=hops.astype(np.int32))
         self.mailbox_words = prog.chip.mailbox_words
+        sizes = dict(mailbox_words=self.mailbox_words, max_id=MAX_IDS)
+        self.rate = tables.rate
+        if self.rate is not None:
+            self._rate_sources(layout, chip, hops)
+            arrays.update(rate_emission=self.rate.emission, rate_base=self.rate.base, rate_buckets=self.rate.buckets)
+            sizes.update(rate_window=self.rate.window, rate_shift=self.rate.shift)
         self._mod = load("nvppl._engine.mailbox")
-        self.engine = self._mod.Engine(arrays, dict(mailbox_words=self.mailbox_words, max_id=MAX_IDS))
+        self.engine = self._mod.Engine(arrays, sizes)
         K = model.n_types
         self.port_of = np.full(model.n_nodes * K, -1, dtype=np.int64)
         ports = np.asarray(ves.ports, dtype=np.int64).reshape(-1, 2)
@@ -53,20 +68,56 @@ class VesicleRunner:
         self.logs = []
         self.sink_deaths = 0
 
+    def _rate_sources(self, layout, chip, hops):
+        """The node counted for every neuron of the layout (−1: none) and the hops of its spike to the node core."""
+        if layout is None:
+            raise ValueError("the vesicle model emits from the spike rate of its nodes: it runs with its spiking "
+                             "network only")
+        cid, local, node = self.prog.vesicles.rate_sources()
+        index_of = {int(c): k for k, c in enumerate(layout.core_id)}
+        missing = [int(c) for c in np.unique(cid) if int(c) not in index_of]
+        if missing:
+            raise ImageError(f"a rate-source word names core id {missing[0]}, which holds no neurons")
+        core = np.array([index_of[int(c)] for c in cid], dtype=np.int64)
+        if np.any(local >= np.diff(layout.nbase)[core]):
+            raise ImageError("a rate-source word names a neuron beyond its core's neuron count")
+        g = layout.nbase[core] + local
+        self.count_node = np.full(layout.N, -1, dtype=np.int64)
+        self.count_node[g] = node
+        self.count_hops = np.zeros(layout.N, dtype=np.int64)
+        self.count_hops[g] = hop_distance(chip, layout.core_id[core], self.core_id[self.node_core[node]])
+        self.rate_traffic = np.zeros(2, dtype=np.int64)   # packets, hops
+
     def reset(self) -> None:
         """Forget earlier runs (tables, counters)."""
         self.logs = []
         self.sink_deaths = 0
         self.engine.counters[:] = 0
+        if self.rate is not None:
+            self.rate_traffic[:] = 0
 
     def start(self, run: int, seed: int) -> None:
         self.run = run
         self.engine.start(domain_key(seed, EMISSION_DOMAIN + run), domain_key(seed, VESICLE_DOMAIN + run))
         self.marks = [(0, 0, 0)]   # events logged after each tick
 
-    def tick(self, t: int) -> np.ndarray:
-        """Advance the node cores by one tick; the release ports hit by this tick's docks."""
-        res = self.engine.tick(t)
+    def tick(self, t: int, fired=None) -> np.ndarray:
+        """Advance the node cores by one tick; the release ports hit by this tick's docks.
+
+        ``fired``: the neurons (layout indices) that spiked at tick t − 1, for
+        the rate window (None at tick 0 or without one).
+        """
+        counts = None
+        if self.rate is not None:
+            n = self.model.n_nodes
+            if fired is None or not len(fired):
+                counts = np.zeros(n, dtype=np.int64)
+            else:
+                nodes = self.count_node[fired]
+                counted = nodes >= 0
+                counts = np.bincount(nodes[counted], minlength=n)
+                self.rate_traffic += (int(counted.sum()), int(self.count_hops[fired].sum()))
+        res = self.engine.tick(t, counts)
         if res[0] == "error":
             self._raise(res, t)
         s0 = self.marks[-1][1]
@@ -131,6 +182,8 @@ class VesicleRunner:
     def counters(self, n_ticks: int, n_runs: int) -> dict:
         c = dict(zip(self._mod.COUNTERS, (int(v) for v in self.engine.counters)))
         c["updates"] = c["steps"] + self.sink_deaths + self.model.n_nodes * self.model.n_types * n_ticks * n_runs
+        packets, hops = (int(v) for v in self.rate_traffic) if self.rate is not None else (0, 0)
+        c.update(rate_packets=packets, rate_flits=packets * flits_per_packet(PacketClass.SPIKE), rate_hops=hops)
         return c
 
     def _raise(self, res, t):
@@ -141,6 +194,11 @@ class VesicleRunner:
                 f"mailbox: run {self.run}, tick {t}: node core ({core.x}, {core.y}) would hold more vesicles than "
                 f"its mailbox of {self.mailbox_words} words; deploy with fewer nodes per core (nodes_per_core=) or "
                 "a chip with a larger mailbox_words")
+        if code == 4:
+            core = self.prog.vesicles.cores[self.node_core[where]]
+            raise ImageError(f"run {self.run}, tick {t}: node core ({core.x}, {core.y}), node {where}: the window "
+                             "count has no rate emission table (the node has more rate sources than its tables "
+                             "cover)")
         if code == 3:
             node, kappa = divmod(where, self.model.n_types)
             core = self.prog.vesicles.cores[self.node_core[node]]

@@ -28,7 +28,9 @@ A **vesicle word** (48-bit WRITE payload to a core's vesicle mailbox, see
 vesicle's id (low 24 bits), bit 47 zero.
 
 Models the chip cannot express are refused by :func:`check_deployable`,
-naming the feature; nothing is approximated silently.
+naming the feature; nothing is approximated silently. Emission from the spike
+rate of a node, computed on the chip, is deployed with a spiking network
+(:mod:`nvppl.backend.vesicle_rates`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class VesicleTables(NamedTuple):
         Per-step decay thresholds (geometric lifetimes).
     budget : (K,) int64
         Releases per vesicle, 15 for unlimited.
+    rate : RateTables or None
+        Emission driven by the on-chip spike rate
+        (:class:`nvppl.backend.vesicle_rates.RateTables`); ``emission`` is then
+        empty (K × 0).
     """
 
     emission: np.ndarray
@@ -76,14 +82,17 @@ class VesicleTables(NamedTuple):
     absorb: np.ndarray
     decay: np.ndarray
     budget: np.ndarray
+    rate: object = None
 
 
-def check_deployable(model) -> None:
+def check_deployable(model, rate: bool = False) -> None:
     """Raise :class:`DeploymentError` naming the first feature of ``model`` without a chip mapping.
 
     The chip runs geometric lifetimes, emission and docking without covariates,
     no content and no migration tilt, up to 8 types and budgets up to 14 (or
-    unlimited), absorption and sinks.
+    unlimited), absorption and sinks. With ``rate=True`` (a model deployed with
+    a spiking network, :mod:`nvppl.backend.vesicle_rates`) emission may read
+    the one covariate computed on the chip, the spike rate of a node.
     """
     K = model.n_types
     if K > MAX_TYPES:
@@ -91,9 +100,13 @@ def check_deployable(model) -> None:
     if model.lifetime != "geometric":
         raise DeploymentError(f"lifetime {model.lifetime!r}: the chip runs geometric lifetimes (a survival "
                               "threshold); countdown lifetimes have no mapping yet")
-    if model.covariate_dim:
+    if model.covariate_dim and not rate:
         raise DeploymentError(f"covariate_dim = {model.covariate_dim}: emission and docking with covariates "
-                              "(per-tick tables) have no mapping yet")
+                              "have no mapping for a model alone; emission from the spike rate of a node is "
+                              "deployed with its spiking network (nvppl.backend.compile(lif_network, field=...))")
+    if rate and model.covariate_dim != 1:
+        raise DeploymentError(f"covariate_dim = {model.covariate_dim}: a model deployed with on-chip covariates "
+                              "reads exactly one, the rate")
     if model.content_dim:
         raise DeploymentError(f"content_dim = {model.content_dim}: vesicle content has no mapping yet")
     if model.tilted:
@@ -143,8 +156,13 @@ def _logit(p, what):
     return float(special.logit(p))
 
 
-def quantize(model, params):
+def quantize(model, params, rate: bool = False):
     """Quantised tables, deployed Params and the error report of ``params``.
+
+    With ``rate=True`` emission reads the on-chip rate and its tables are made
+    by :func:`nvppl.backend.vesicle_rates.rate_tables`: the emission table here
+    is then empty (K × 0), ``u`` is deployed as given and the report has no
+    emission rows; docking must not read the covariate.
 
     Returns
     -------
@@ -164,35 +182,25 @@ def quantize(model, params):
     >>> float(q.T.sum(axis=-1).max()), list(report["kernel"])
     (1.0, ['emission', 'emission mean', 'migration', 'docking', 'absorption', 'decay'])
     """
-    check_deployable(model)
+    check_deployable(model, rate=rate)
     params = model.check_params(params).to_numpy()
     K, n = model.n_types, model.n_nodes
     sub = model.substrate
     ncand = np.asarray((sub.candidates >= 0).sum(axis=1))
     M = sub.candidates.shape[1]
     rows = []
-
-    # emission
-    r_max = np.asarray(params.r_max, dtype=float)
-    lam = emission_rates(model, params)
-    tables = [_emission_table(float(lam[k]), f"type {k}") for k in range(K)]
-    L = max(len(t) for t in tables)
-    emission = np.full((K, L), ONE, dtype=np.int64)
-    lam_q, tv_em, tv_model = np.zeros(K), np.zeros(K), np.zeros(K)
-    for k, t in enumerate(tables):
-        emission[k, :len(t)] = t
-        pmf = _pmf(emission[k])
-        x = np.arange(L)
-        lam_q[k] = float((x * pmf).sum())
-        tv_em[k] = 0.5 * np.abs(pmf - stats.poisson.pmf(x, lam[k])).sum() + 0.5 * stats.poisson.sf(L - 1, lam[k])
-        tv_model[k] = 0.5 * np.abs(pmf - stats.poisson.pmf(x, lam_q[k])).sum() + 0.5 * stats.poisson.sf(L - 1, lam_q[k])
-    if model.emission_link == "sigmoid":
-        u_q = np.array([_logit(lam_q[k] / r_max[k], f"type {k} emission") for k in range(K)])
+    if rate:
+        w = np.asarray(params.w, dtype=float)
+        bad = np.flatnonzero(np.any(w[:, 1:] != 0, axis=1))
+        if bad.size:
+            k = int(bad[0])
+            raise DeploymentError(f"type {k}: docking with covariates (w[{k}, 1:] = {w[k, 1:].tolist()}) has no "
+                                  "mapping yet; only emission reads the rate")
+        emission, u_q = np.zeros((K, 0), dtype=np.int64), np.asarray(params.u, dtype=float)[:, 0]
+        tv_model = np.zeros(0)
     else:
-        u_q = np.log(lam_q)
-    rows.append(("emission", "type", tv_em.max(), np.median(tv_em), "total variation of the count law"))
-    rows.append(("emission mean", "type", np.abs(lam_q - lam).max(), np.median(np.abs(lam_q - lam)),
-                 "|deployed mean − λ|"))
+        emission, u_q, tv_model, em_rows = _emission(model, params)
+        rows += em_rows
 
     # migration: cumulative thresholds, exact probability rows
     T = np.asarray(params.T, dtype=float)
@@ -240,6 +248,32 @@ def quantize(model, params):
     report = pd.DataFrame(rows, columns=["kernel", "index", "worst", "typical", "what"])
     report.attrs["emission_tv_from_poisson_of_deployed_mean"] = tv_model.tolist()
     return VesicleTables(emission, mig, dock, absorb, decay, budget), quantized, report
+
+
+def _emission(model, params):
+    """Emission tables without covariates: (K, L) cumulative thresholds, the deployed u₀, TV and report rows."""
+    K = model.n_types
+    r_max = np.asarray(params.r_max, dtype=float)
+    lam = emission_rates(model, params)
+    tables = [_emission_table(float(lam[k]), f"type {k}") for k in range(K)]
+    L = max(len(t) for t in tables)
+    emission = np.full((K, L), ONE, dtype=np.int64)
+    lam_q, tv_em, tv_model = np.zeros(K), np.zeros(K), np.zeros(K)
+    for k, t in enumerate(tables):
+        emission[k, :len(t)] = t
+        pmf = _pmf(emission[k])
+        x = np.arange(L)
+        lam_q[k] = float((x * pmf).sum())
+        tv_em[k] = 0.5 * np.abs(pmf - stats.poisson.pmf(x, lam[k])).sum() + 0.5 * stats.poisson.sf(L - 1, lam[k])
+        tv_model[k] = 0.5 * np.abs(pmf - stats.poisson.pmf(x, lam_q[k])).sum() + 0.5 * stats.poisson.sf(L - 1, lam_q[k])
+    if model.emission_link == "sigmoid":
+        u_q = np.array([_logit(lam_q[k] / r_max[k], f"type {k} emission") for k in range(K)])
+    else:
+        u_q = np.log(lam_q)
+    rows = [("emission", "type", tv_em.max(), np.median(tv_em), "total variation of the count law"),
+            ("emission mean", "type", np.abs(lam_q - lam).max(), np.median(np.abs(lam_q - lam)),
+             "|deployed mean − λ|")]
+    return emission, u_q, tv_model, rows
 
 
 def vesicle_word(vtype, left, lifetime, vid) -> int:

@@ -387,7 +387,8 @@ def field_step(fld: VesicleField, net, st: FieldState, signals, key, spikes_prev
     (FieldState, m, FieldInfo)
     """
     prep = _prepare(fld, net)
-    key = as_jax_key(key)
+    if not isinstance(key, jax.core.Tracer):   # inside jit a traced key is used as it is
+        key = as_jax_key(key)
     if spikes_prev is not None:
         st = record_spikes(fld, prep, st, spikes_prev)
     return prep.jitted(st, jnp.asarray(signals, jnp.float32), key)

@@ -127,6 +127,17 @@ class LIFNetwork:
         Synapses that learn (default: all synapses from neurons, none from inputs).
     w_min, w_max : float
         Bounds of the learned weights (eq. 58 updates are clipped to them).
+    max_spikes : int, optional
+        Event-driven synaptic input (see :func:`synaptic_input`): gather the
+        outgoing synapses of at most this many units that spiked in the
+        previous tick instead of summing over every synapse; a tick with more
+        spiking units uses the full segment sum. None (default): always the
+        full segment sum.
+    max_events : int, optional
+        With ``max_spikes``: at most this many synaptic events (outgoing
+        synapses of the spiking units) per tick on the event-driven path
+        (default ``max_spikes`` × the largest out-degree, at most the number
+        of synapses); a tick with more uses the full segment sum.
 
     Attributes
     ----------
@@ -137,7 +148,8 @@ class LIFNetwork:
     """
 
     def __init__(self, n_input: int, n: int, pre, post, weights, neuron: Neuron | None = None, plastic=None,
-                 w_min: float = -math.inf, w_max: float = math.inf):
+                 w_min: float = -math.inf, w_max: float = math.inf, max_spikes: int | None = None,
+                 max_events: int | None = None):
         self.n_input = int(n_input) if n_input == 0 else positive_int(n_input, "n_input")
         self.n = positive_int(n, "n")
         self.neuron = Neuron() if neuron is None else neuron
@@ -173,6 +185,25 @@ class LIFNetwork:
         self.post = jnp.asarray(post, jnp.int32)
         self.weights = jnp.asarray(w, jnp.float32)
         self.plastic = jnp.asarray(plastic)
+        self._event_tables(pre, max_spikes, max_events)
+
+    def _event_tables(self, pre, max_spikes, max_events):
+        """Rows of outgoing synapses per unit (CSR) for the event-driven synaptic input."""
+        self.max_spikes = self.max_events = self._rows = None
+        if max_spikes is None:
+            if max_events is not None:
+                raise ValueError("max_events needs max_spikes (the event-driven synaptic input is off without it)")
+            return
+        self.max_spikes = positive_int(max_spikes, "max_spikes")
+        E = len(pre)
+        deg = np.bincount(pre, minlength=self.n_units)
+        if max_events is None:
+            max_events = max(1, min(E, self.max_spikes * int(deg.max(initial=0))))
+        self.max_events = positive_int(max_events, "max_events")
+        start = np.concatenate([[0], np.cumsum(deg)[:-1]])
+        # rows are contiguous in the synapse order when it is sorted by pre; otherwise through a permutation
+        order = None if np.all(np.diff(pre) >= 0) else jnp.asarray(np.argsort(pre, kind="stable"), jnp.int32)
+        self._rows = (jnp.asarray(np.append(deg, 0), jnp.int32), jnp.asarray(np.append(start, E), jnp.int32), order)
 
     @property
     def n_units(self) -> int:
@@ -257,8 +288,53 @@ def init(net: LIFNetwork, dtype=jnp.float32) -> LIFState:
 
 
 def synaptic_input(net: LIFNetwork, w, spikes) -> jax.Array:
-    """S_i = Σ_e [post_e = i] w_e s_pre_e: the input of every neuron from last tick's ``spikes`` (a segment sum)."""
-    return jax.ops.segment_sum(w * spikes[net.pre].astype(w.dtype), net.post, num_segments=net.n)
+    """S_i = Σ_e [post_e = i] w_e s_pre_e: the input of every neuron from last tick's ``spikes`` (a segment sum).
+
+    With ``net.max_spikes`` set, only the synapses of the units that spiked are
+    visited: their rows of outgoing synapses (CSR) are gathered into at most
+    ``net.max_events`` slots and summed by target. The terms of every neuron are
+    added in the order of the spiking units, then of their synapses; when the
+    synapses are ordered by ``pre`` (as :meth:`LIFNetwork.random` makes them)
+    that is the synapse order of the full segment sum, so both give the same
+    floats. A tick with more spiking units or events than the capacity uses the
+    full segment sum.
+
+    Examples
+    --------
+    >>> import numpy as np, nvppl as nv
+    >>> kw = dict(n_input=0, n=3, pre=[0, 0, 1, 2], post=[1, 2, 0, 0], weights=[0.5, 0.25, 1.0, -2.0])
+    >>> s = np.array([True, False, True])
+    >>> full = nv.snn.synaptic_input(nv.snn.LIFNetwork(**kw), nv.snn.LIFNetwork(**kw).weights, s)
+    >>> ev_net = nv.snn.LIFNetwork(**kw, max_spikes=2)
+    >>> np.asarray(full).tolist(), np.asarray(nv.snn.synaptic_input(ev_net, ev_net.weights, s)).tolist()
+    ([-2.0, 0.5, 0.25], [-2.0, 0.5, 0.25])
+    """
+    def dense():
+        return jax.ops.segment_sum(w * spikes[net.pre].astype(w.dtype), net.post, num_segments=net.n)
+
+    if getattr(net, "max_spikes", None) is None:
+        return dense()
+    deg, start, order = net._rows
+    K, M = net.max_spikes, net.max_events
+    idx = jnp.nonzero(spikes, size=K, fill_value=net.n_units)[0]      # spiking units, padded with a 0-degree unit
+    c = deg[idx]
+    ends = jax.lax.associative_scan(jnp.add, c)                          # O(K log K), unlike cumsum on CPU
+    begins, total = ends - c, ends[-1]
+
+    def events():
+        # slot p belongs to the last spiking unit whose row begins at or before p
+        marks = jnp.zeros(M, jnp.int32).at[begins].add(1, mode="drop")
+        k = jnp.clip(jax.lax.associative_scan(jnp.add, marks) - 1, 0, K - 1)
+        p = jnp.arange(M, dtype=jnp.int32)
+        valid = p < total
+        syn = jnp.where(valid, start[idx[k]] + p - begins[k], 0)
+        if order is not None:
+            syn = order[syn]
+        target = jnp.where(valid, net.post[syn], net.n)                  # padding goes to no neuron (dropped)
+        return jax.ops.segment_sum(w[syn], target, num_segments=net.n, mode="drop")
+
+    fits = (jnp.sum(spikes, dtype=jnp.int32) <= K) & (total <= M)
+    return jax.lax.cond(fits, events, dense)
 
 
 def step(net: LIFNetwork, state: LIFState, w, input_spikes, current=None) -> LIFState:
@@ -326,13 +402,18 @@ def run(net: LIFNetwork, w=None, inputs=None, current=None, *, n_ticks: int | No
 
 
 def _run(net, w, inputs, current, state):
-    def body(st, xs):
-        inp, cur = xs
-        st = step(net, st, w, inp, cur)
-        return st, (st.spikes[net.n_input:], st.v, st.i)
+    has_cur = current is not None
+    cache = net.__dict__.setdefault("_compiled", {})
+    fn = cache.get(("run", has_cur))
+    if fn is None:
+        def scan(w, s, i, c):
+            def body(st, xs):
+                inp, cur = xs
+                st = step(net, st, w, inp, cur if has_cur else None)
+                return st, (st.spikes[net.n_input:], st.v, st.i)
+            return jax.lax.scan(body, s, (i, c))
 
-    cur = current if current is not None else jnp.zeros((inputs.shape[0], 0), jnp.float32)
-    fn = jax.jit(lambda s, i, c: jax.lax.scan(lambda st, xs: body(st, (xs[0], xs[1] if current is not None
-                                                                              else None)), s, (i, c)))
-    final, (spikes, v, i) = fn(state, inputs, cur)
+        fn = cache[("run", has_cur)] = jax.jit(scan)
+    cur = current if has_cur else jnp.zeros((inputs.shape[0], 0), jnp.float32)
+    final, (spikes, v, i) = fn(w, state, inputs, cur)
     return RunOutput(spikes, v, i, final)

@@ -26,6 +26,11 @@ same tick add nothing. The eligibility has a fast and an optional slow part
 
 **Product eligibility** (the chip's learning engine, eq. 60): ``e_ij(t) = x_j(t) y_i(t)``.
 
+**Chip conventions** (``trace_decay="euler"``, ``interval``): the chip's traces
+decay by a shift, x ← x − x/2ᵏ + s, that is by the factor 1 − 1/τ with
+τ = 2ᵏ instead of e^{−1/τ}, and its weights change only every ``interval``
+ticks (at ticks t with (t + 1) mod interval = 0), with the traces of that tick.
+
 **Three-factor update** (eq. 55, 58): ``Δw = η · e · m`` at plastic synapses,
 with m a scalar (a global signal) or one value per synapse (the vesicle field
 of :mod:`nvppl.snn.field`); weights stay in ``[w_min, w_max]``.
@@ -72,6 +77,12 @@ class Plasticity:
         Time constant of the slow eligibility ψ_s; None: no slow part.
     eta : float
         Learning rate η of eq. 58.
+    trace_decay : {"exp", "euler"}
+        Per-tick decay of the traces x and y: e^{−1/τ} (default) or 1 − 1/τ
+        (the chip's shift by k with τ = 2ᵏ).
+    interval : int
+        Weights change every ``interval`` ticks (the chip's learning interval);
+        default 1.
     """
 
     eligibility: str = "stdp"
@@ -82,6 +93,8 @@ class Plasticity:
     tau_fast: float = 1000.0
     tau_slow: float | None = None
     eta: float = 1.0
+    trace_decay: str = "exp"
+    interval: int = 1
 
     def __post_init__(self):
         if self.eligibility not in ("stdp", "product"):
@@ -97,6 +110,13 @@ class Plasticity:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"Plasticity {name} must be a finite number, got {v!r}")
+        if self.trace_decay not in ("exp", "euler"):
+            raise ValueError(f"trace_decay must be 'exp' or 'euler', got {self.trace_decay!r}")
+        if self.trace_decay == "euler" and min(self.tau_plus, self.tau_minus) < 1:
+            raise ValueError("trace_decay='euler' needs tau_plus and tau_minus ≥ 1 tick (a factor 1 − 1/τ ≥ 0)")
+        iv = self.interval
+        if isinstance(iv, bool) or not isinstance(iv, int) or iv < 1:
+            raise ValueError(f"Plasticity interval must be an integer ≥ 1 (ticks), got {iv!r}")
 
 
 class PlasticState(NamedTuple):
@@ -119,8 +139,9 @@ def eligibility_step(net, rule: Plasticity, st: PlasticState, spikes) -> Plastic
     """Advance traces and eligibilities by one tick given this tick's ``spikes`` (n_units,) bool."""
     s = spikes.astype(st.x.dtype)
     s_post = s[net.n_input:]
-    x = st.x * math.exp(-1.0 / rule.tau_plus) + s
-    y = st.y * math.exp(-1.0 / rule.tau_minus) + s_post
+    decay = (lambda tau: 1.0 - 1.0 / tau) if rule.trace_decay == "euler" else (lambda tau: math.exp(-1.0 / tau))
+    x = st.x * decay(rule.tau_plus) + s
+    y = st.y * decay(rule.tau_minus) + s_post
     if rule.eligibility == "product":
         return PlasticState(x, y, x[net.pre] * y[net.post], st.e_slow)
     F = rule.a_plus * st.x[net.pre] * s_post[net.post] + rule.a_minus * st.y[net.post] * s[net.pre]
