@@ -362,7 +362,7 @@ def compile_snn(net: LIFNetwork, field=None, plasticity=None, *, chip: ChipConfi
     chip : ChipConfig, optional
     scale : float, optional
         Potential per weight LSB (default: ``w_max``/127 when plastic weights have
-        a finite ``w_max``, else the largest |weight|/127).
+        a finite ``w_max``, else the largest absolute weight over 127).
     alpha_scale : float
         Reward-trace LSB per unit of α: A_mod = round(α_κ · alpha_scale).
     rate_shift : int, optional
