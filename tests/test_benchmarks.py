@@ -11,8 +11,9 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("bench_*.py")))
-def test_benchmark_quick(script):
+def test_benchmark_quick(script, tmp_path):
+    """Run in a scratch folder: the figures a benchmark writes by default land there."""
     out = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
-                         timeout=600, check=True).stdout
+                         timeout=600, check=True, cwd=tmp_path).stdout
     figures = json.loads(out.strip().splitlines()[-1])
     assert isinstance(figures, dict) and figures

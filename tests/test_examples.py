@@ -22,6 +22,7 @@ TINY = {
     "overlay_limits.py": ["--reps", "40", "--densities", "4,16", "--plot", "l.png"],
     "vesicle_modulated_learning.py": ["--ticks", "40", "--nodes", "5", "--neurons-per-node", "2", "--image", "image",
                                       "--plot", "comb.png"],
+    "snn_distal_reward.py": ["--neurons", "100", "--seconds", "2", "--plot", "dr.png"],
 }
 
 

@@ -61,7 +61,7 @@ class LearnResult(NamedTuple):
     signals : np.ndarray (T, p)
         The signals of every tick.
     modulation : np.ndarray (T,)
-        Mean modulator over the plastic synapses per tick.
+        Mean modulator over all synapses per tick (input, static and plastic).
     docks : np.ndarray (T,) or None
         Vesicle docks per tick (vesicle field).
     n_events : int

@@ -295,8 +295,9 @@ def synaptic_input(net: LIFNetwork, w, spikes) -> jax.Array:
     ``net.max_events`` slots and summed by target. The terms of every neuron are
     added in the order of the spiking units, then of their synapses; when the
     synapses are ordered by ``pre`` (as :meth:`LIFNetwork.random` makes them)
-    that is the synapse order of the full segment sum, so both give the same
-    floats. A tick with more spiking units or events than the capacity uses the
+    that is the synapse order of the full segment sum, so both add the same
+    terms and agree to float32 rounding (the compiled scatter may associate
+    them differently, a few units in the last place). A tick with more spiking units or events than the capacity uses the
     full segment sum.
 
     Examples
@@ -312,7 +313,7 @@ def synaptic_input(net: LIFNetwork, w, spikes) -> jax.Array:
     def dense():
         return jax.ops.segment_sum(w * spikes[net.pre].astype(w.dtype), net.post, num_segments=net.n)
 
-    if getattr(net, "max_spikes", None) is None:
+    if getattr(net, "max_spikes", None) is None or net.n_synapses == 0:
         return dense()
     deg, start, order = net._rows
     K, M = net.max_spikes, net.max_events
