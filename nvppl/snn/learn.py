@@ -177,57 +177,11 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
     key = as_jax_key(key)
     w = net.weights if w0 is None else jnp.asarray(w0, jnp.float32)
     fst = fieldmod.field_init(modulation, net) if vesicles else None
-    prep = fieldmod._prepare(modulation, net) if vesicles else None
     carry = _Carry(netmod.init(net), plmod.plasticity_init(net, rule), w, jnp.zeros((), jnp.float32), fst,
                    env_state)
-    decay = math.exp(-1.0 / tau_mod)
-    E = net.n_synapses
-
-    def tick(c: _Carry, xs):
-        t, inp, sig_open, cur, k = xs
-        k_sig, k_fld = jax.random.split(k)
-        if signal_fn is not None:
-            sig, env = signal_fn(t, c.lif.spikes, c.env, k_sig)
-            sig = jnp.asarray(sig, jnp.float32).reshape(n_sig)
-        else:
-            sig, env = sig_open, c.env
-        d = c.d * decay + sig[0] if n_sig else c.d
-        docks = jnp.zeros((), jnp.int32)
-        fst = c.fld
-        vrec = ()
-        if vesicles:
-            fst = fieldmod.record_spikes(modulation, prep, fst, c.lif.spikes)
-            n_fsig = len(modulation.signals)
-            fst, m, info = fieldmod._field_step(modulation, prep, fst, sig[:n_fsig], k_fld, E)
-            docks = info.docks.sum()
-            if record_vesicles:
-                vrec = (info.record, info.covariates)
-        else:
-            m = d
-        lif = netmod.step(net, c.lif, c.w, inp, cur)
-        pl = plmod.eligibility_step(net, rule, c.pl, lif.spikes)
-        w_new = plmod.three_factor(net, rule, c.w, plmod.eligibility(pl), m)
-        if rule.interval > 1:                     # the chip's learning interval (Plasticity.interval)
-            w_new = jnp.where((t + 1) % rule.interval == 0, w_new, c.w)
-        mod_mean = jnp.mean(jnp.broadcast_to(m, (E,))) if E else jnp.zeros(())
-        out = (lif.spikes[net.n_input:] if record_spikes else jnp.zeros(0, bool), sig, mod_mean, docks, vrec)
-        return _Carry(lif, pl, w_new, d, fst, env), out
-
     has_cur = current is not None
-
-    @jax.jit
-    def run_block(c, ts, inp, sig, cur, keys):
-        """Ticks of one recording interval, then the recorded weights."""
-        def body(cc, xs):
-            t, i, s, cu, k = xs
-            return tick(cc, (t, i, s, cu if has_cur else None, k))
-        c, out = jax.lax.scan(body, c, (ts, inp, sig, cur, keys))
-        return c, out + (c.w[rec_idx],)
-
-    @jax.jit
-    def run_blocks(c, ts, inp, sig, cur, keys):
-        """Several whole recording intervals (arrays shaped (blocks, record_every, ...))."""
-        return jax.lax.scan(lambda cc, xs: run_block(cc, *xs), c, (ts, inp, sig, cur, keys))
+    run_block, run_blocks = _runners(net, rule, modulation if vesicles else None, signal_fn, n_sig, float(tau_mod),
+                                     bool(record_spikes), bool(record_vesicles), has_cur)
 
     spikes, sigs, mods, docks, recw, vrecs = [], [], [], [], [], []
     keys = jax.random.split(key, T)
@@ -243,11 +197,11 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         outs = []
         if whole:
             blk = tuple(x[:whole].reshape((whole // record_every, record_every) + x.shape[1:]) for x in xs)
-            carry, o = run_blocks(carry, *blk)
+            carry, o = run_blocks(carry, rec_idx, *blk)
             outs.append(jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), o[:5]))
             recw.append(np.asarray(o[5]))
         if stop - start > whole:
-            carry, o = run_block(carry, *(x[whole:] for x in xs))
+            carry, o = run_block(carry, rec_idx, *(x[whole:] for x in xs))
             outs.append(o[:5])
         for sp_, sg, md, dk, vr in outs:
             vrecs.append(jax.tree.map(np.asarray, vr))
@@ -276,3 +230,69 @@ def learn(net, rule, inputs=None, *, key, modulation="global", signals=None, sig
         n_events=int(carry.fld.n_events) if vesicles else T,
         traces=traces,
     )
+
+
+#: Compiled loops kept per network (the most recent configurations).
+MAX_COMPILED = 8
+
+
+def _runners(net, rule, field, signal_fn, n_sig, tau_mod, record_spikes, record_vesicles, has_cur):
+    """The compiled tick loops of one configuration, kept on the network so that later calls reuse them."""
+    cache = net.__dict__.setdefault("_compiled", {})
+    key = ("learn", rule, field, signal_fn, n_sig, tau_mod, record_spikes, record_vesicles, has_cur)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    vesicles = field is not None
+    prep = fieldmod._prepare(field, net) if vesicles else None
+    decay = math.exp(-1.0 / tau_mod)
+    E = net.n_synapses
+
+    def tick(c: _Carry, xs):
+        t, inp, sig_open, cur, k = xs
+        k_sig, k_fld = jax.random.split(k)
+        if signal_fn is not None:
+            sig, env = signal_fn(t, c.lif.spikes, c.env, k_sig)
+            sig = jnp.asarray(sig, jnp.float32).reshape(n_sig)
+        else:
+            sig, env = sig_open, c.env
+        d = c.d * decay + sig[0] if n_sig else c.d
+        docks = jnp.zeros((), jnp.int32)
+        fst = c.fld
+        vrec = ()
+        if vesicles:
+            fst = fieldmod.record_spikes(field, prep, fst, c.lif.spikes)
+            n_fsig = len(field.signals)
+            fst, m, info = fieldmod._field_step(field, prep, fst, sig[:n_fsig], k_fld, E)
+            docks = info.docks.sum()
+            if record_vesicles:
+                vrec = (info.record, info.covariates)
+        else:
+            m = d
+        lif = netmod.step(net, c.lif, c.w, inp, cur)
+        pl = plmod.eligibility_step(net, rule, c.pl, lif.spikes)
+        w_new = plmod.three_factor(net, rule, c.w, plmod.eligibility(pl), m)
+        if rule.interval > 1:                     # the chip's learning interval (Plasticity.interval)
+            w_new = jnp.where((t + 1) % rule.interval == 0, w_new, c.w)
+        mod_mean = jnp.mean(jnp.broadcast_to(m, (E,))) if E else jnp.zeros(())
+        out = (lif.spikes[net.n_input:] if record_spikes else jnp.zeros(0, bool), sig, mod_mean, docks, vrec)
+        return _Carry(lif, pl, w_new, d, fst, env), out
+
+    @jax.jit
+    def run_block(c, rec_idx, ts, inp, sig, cur, keys):
+        """Ticks of one recording interval, then the recorded weights."""
+        def body(cc, xs):
+            t, i, s, cu, k = xs
+            return tick(cc, (t, i, s, cu if has_cur else None, k))
+        c, out = jax.lax.scan(body, c, (ts, inp, sig, cur, keys))
+        return c, out + (c.w[rec_idx],)
+
+    @jax.jit
+    def run_blocks(c, rec_idx, ts, inp, sig, cur, keys):
+        """Several whole recording intervals (arrays shaped (blocks, record_every, ...))."""
+        return jax.lax.scan(lambda cc, xs: run_block(cc, rec_idx, *xs), c, (ts, inp, sig, cur, keys))
+
+    if len(cache) >= MAX_COMPILED:
+        cache.pop(next(iter(cache)))
+    cache[key] = (run_block, run_blocks)
+    return run_block, run_blocks

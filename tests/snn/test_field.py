@@ -196,3 +196,19 @@ def test_learn_with_global_modulation_follows_the_concentration():
     np.testing.assert_allclose(res.modulation, d, rtol=1e-5, atol=1e-7)
     none = nv.snn.learn(net, nv.snn.Plasticity(eta=0.05), inputs=inputs, signals=np.zeros(60), key=0)
     np.testing.assert_array_equal(none.w, np.asarray(net.weights))
+
+
+def test_learn_reuses_its_compiled_loop_and_gives_the_same_result():
+    """A second call with the same network, rule and field reuses the compiled loop (one cache entry) and, with
+    the same key, gives the same weights and docks; another key gives other docks."""
+    net = nv.snn.LIFNetwork.random(10, 0.3, key=2, n_input=3, input_p=0.6, input_weight=0.8, w_min=-5, w_max=5)
+    sub, node_of = nv.snn.neuron_substrate(net)
+    model = nv.VesicleModel(sub, n_types=1, covariate_dim=1)
+    fld = nv.snn.VesicleField(model, model.default_params(), node_of, alpha=[1.0], capacity=256)
+    inputs = np.random.default_rng(0).random((80, 3)) < 0.3
+    runs = [nv.snn.learn(net, nv.snn.Plasticity(eta=0.1), inputs=inputs, signals=np.zeros(80), key=k,
+                         modulation=fld) for k in (4, 4, 5)]
+    assert sum(1 for k in net._compiled if k[0] == "learn") == 1
+    np.testing.assert_array_equal(runs[0].w, runs[1].w)
+    np.testing.assert_array_equal(runs[0].docks, runs[1].docks)
+    assert not np.array_equal(runs[0].docks, runs[2].docks)
