@@ -121,6 +121,23 @@ class NumpyLIF:
         return self.fired, len(ti) + len(tr)
 
 
+def numpy_reference(prog, net, drive, raster, n_ticks: int):
+    """Run :class:`NumpyLIF` for ``n_ticks`` ticks, checked spike for spike against the emulator's ``raster``.
+
+    Returns (synaptic events, wall seconds); exits naming the tick where the two differ.
+    """
+    ref = NumpyLIF(prog, net)
+    drive_fired = [np.flatnonzero(drive[t]) for t in range(n_ticks)]
+    events = 0
+    t0 = time.perf_counter()
+    for t in range(n_ticks):
+        fired, ev = ref.tick(drive_fired[t - 1] if t > 0 else np.zeros(0, np.int64))
+        events += ev
+        if not np.array_equal(fired, np.flatnonzero(raster[t])):
+            raise SystemExit(f"NumPy reference and emulator differ at tick {t}")
+    return events, time.perf_counter() - t0
+
+
 def same_traces(a, b) -> bool:
     """Whether two Traces hold the same vesicle and step tables (dtypes ignored when ``equals`` is too strict)."""
     if a.vesicles.equals(b.vesicles) and a.steps.equals(b.steps):
@@ -255,22 +272,12 @@ def main(argv=None):
           f"instructions {c['instructions']}, energy {c['energy_pj'] / 1e6:.1f} µJ")
 
     # NumPy fixed-point reference over the first ticks, checked spike for spike
-    ref = NumpyLIF(prog, net)
-    raster = run.raster("net")
-    drive_fired = [np.flatnonzero(drive[t]) for t in range(ticks)]
-    events = 0
-    t0 = time.perf_counter()
-    for t in range(ref_ticks):
-        fired, ev = ref.tick(drive_fired[t - 1] if t > 0 else np.zeros(0, np.int64))
-        events += ev
-        if not np.array_equal(fired, np.flatnonzero(raster[t])):
-            raise SystemExit(f"NumPy reference and emulator differ at tick {t}")
-    ref_wall = time.perf_counter() - t0
+    events, ref_wall = numpy_reference(prog, net, drive, run.raster("net"), ref_ticks)
     figures.update({"numpy_ticks": ref_ticks, "numpy_s": ref_wall, "numpy_synaptic_events_per_s": events / ref_wall})
     figures["ratio_vs_numpy"] = figures["synaptic_events_per_s"] / figures["numpy_synaptic_events_per_s"]
     print(f"NumPy reference: {ref_ticks} ticks in {ref_wall:.2f} s, {events / ref_wall / 1e6:.2f} M synaptic "
           f"events/s (spikes identical); emulator / NumPy = {figures['ratio_vs_numpy']:.2f}")
-    del run, emu, prog, net, ref, raster
+    del run, emu, prog, net
 
     figures.update(vesicle_part(v_nodes, v_ticks, v_ref_ticks))
     print(json.dumps(json_safe(figures)))

@@ -85,7 +85,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_emulator import NumpyLIF, build  # noqa: E402
+from bench_emulator import build, numpy_reference  # noqa: E402
 from bench_simulate import json_safe  # noqa: E402
 
 import jax  # noqa: E402
@@ -171,22 +171,13 @@ def part_network(n, n_drive, ticks, dense_ticks, numpy_ticks, max_spikes, max_ev
           f"{c['synaptic_ops'] / wall / 1e6:.2f} M synaptic events/s, {f['emulator_rate_hz']:.2f} Hz")
 
     # the NumPy fixed-point reference of bench_emulator, spike for spike against the emulator
-    ref = NumpyLIF(prog, net)
-    drive_fired = [np.flatnonzero(drive[t]) for t in range(ticks)]
-    events = 0
-    t0 = time.perf_counter()
-    for t in range(numpy_ticks):
-        fired, ev = ref.tick(drive_fired[t - 1] if t > 0 else np.zeros(0, np.int64))
-        events += ev
-        if not np.array_equal(fired, np.flatnonzero(raster[t])):
-            raise SystemExit(f"NumPy reference and emulator differ at tick {t}")
-    ref_wall = time.perf_counter() - t0
+    events, ref_wall = numpy_reference(prog, net, drive, raster, numpy_ticks)
     f.update({"numpy_ticks": numpy_ticks, "numpy_s": ref_wall, "numpy_ticks_per_s": numpy_ticks / ref_wall,
               "numpy_neuron_updates_per_s": n * numpy_ticks / ref_wall,
               "numpy_synaptic_events_per_s": events / ref_wall})
     print(f"NumPy fixed-point reference: {numpy_ticks} ticks in {ref_wall:.2f} s, {events / ref_wall / 1e6:.2f} M "
           "synaptic events/s (spikes identical to the emulator)")
-    del run, emu, prog, ref, raster
+    del run, emu, prog, raster
 
     # nv.snn: full segment sum (before) and event-driven input (after)
     dense_net = to_snn(net)
